@@ -1,0 +1,5 @@
+import sys
+
+from sa4depth.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""sa4depth.benchmarks"""

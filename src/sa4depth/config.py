@@ -1,0 +1,445 @@
+"""Load, merge and validate the YAML experiment configuration.
+
+Merge order (later wins), fixed:
+
+    params/base.yaml  <-  params/data/<data>.yaml  <-  params/scale/<scale>.yaml
+                      <-  experiment row (params/tables/<table>.yaml, key ``rows.<name>``)
+                      <-  extra ``--config`` files  <-  command-line ``key=value`` overrides
+
+``params/base.yaml`` defines every valid key; its default value fixes the key's type.
+``params/constraints.yaml`` adds what a default cannot say: ranges, choices, nullability.
+An unknown key, a value of the wrong type or out of range raises :class:`ConfigError`
+naming the file, the dotted key and (for unknown keys) the closest valid key.
+
+The loader is pure Python + PyYAML so that Snakemake and the report layer can use it
+without importing torch.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import io
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "params_dir",
+    "load_config",
+    "load_yaml",
+    "load_row",
+    "save_config",
+    "parse_override",
+    "add_config_args",
+    "config_from_args",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file and the key."""
+
+
+# ----------------------------------------------------------------------------- paths
+def params_dir() -> Path:
+    """Directory holding base.yaml: $SA4DEPTH_PARAMS, else ./params upwards from cwd, else repo."""
+    env = os.environ.get("SA4DEPTH_PARAMS")
+    if env:
+        p = Path(env)
+        if not (p / "base.yaml").is_file():
+            raise ConfigError(f"SA4DEPTH_PARAMS={env}: no base.yaml there")
+        return p
+    here = Path.cwd().resolve()
+    for d in [here, *here.parents]:
+        if (d / "params" / "base.yaml").is_file():
+            return d / "params"
+    repo = Path(__file__).resolve().parents[2] / "params"
+    if (repo / "base.yaml").is_file():
+        return repo
+    raise ConfigError("cannot find params/base.yaml (run from the repository or set SA4DEPTH_PARAMS)")
+
+
+# ----------------------------------------------------------------------------- Config
+class Config(dict):
+    """A nested dict with attribute access: ``cfg.train.lr`` == ``cfg['train']['lr']``."""
+
+    def __init__(self, data: Mapping | None = None, **kw):
+        super().__init__()
+        for k, v in dict(data or {}, **kw).items():
+            self[k] = _wrap(v)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = _wrap(value)
+
+    def __deepcopy__(self, memo):
+        return Config(copy.deepcopy(self.to_dict(), memo))
+
+    def get_path(self, dotted: str, default: Any = KeyError) -> Any:
+        node: Any = self
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is KeyError:
+                    raise KeyError(dotted)
+                return default
+            node = node[part]
+        return node
+
+    def to_dict(self) -> dict:
+        return _unwrap(self)
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _wrap(v: Any) -> Any:
+    if isinstance(v, Config):
+        return v
+    if isinstance(v, Mapping):
+        return Config(v)
+    if isinstance(v, list):
+        return [_wrap(x) for x in v]
+    return v
+
+
+def _unwrap(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _unwrap(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_unwrap(x) for x in v]
+    return v
+
+
+# ----------------------------------------------------------------------------- YAML
+def load_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> {dotted key: leaf}. Dotted keys inside the YAML are allowed too."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and not _is_leaf_mapping(key):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+# Keys whose value is itself a free-form mapping (leaf), not a config section.
+_LEAF_MAPPINGS: set[str] = set()
+
+
+def _is_leaf_mapping(key: str) -> bool:
+    return key in _LEAF_MAPPINGS
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+# ----------------------------------------------------------------------------- schema
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list"}
+
+
+class _Schema:
+    def __init__(self, base: dict, constraints: dict, base_file: Path, cons_file: Path):
+        self.defaults = _flatten(base)
+        self.base_file = base_file
+        self.cons_file = cons_file
+        self.cons: dict[str, dict] = {}
+        for key, spec in constraints.items():
+            if key not in self.defaults:
+                raise ConfigError(f"{cons_file}: constraint for unknown key {key!r}")
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{cons_file}: constraint for {key!r} must be a mapping")
+            self.cons[key] = spec
+
+    def closest(self, key: str) -> str | None:
+        m = difflib.get_close_matches(key, list(self.defaults), n=1, cutoff=0.6)
+        if not m:  # also try on the last component only
+            last = key.split(".")[-1]
+            cands = {k.split(".")[-1]: k for k in self.defaults}
+            m2 = difflib.get_close_matches(last, list(cands), n=1, cutoff=0.7)
+            return cands[m2[0]] if m2 else None
+        return m[0]
+
+    def expected_type(self, key: str) -> str:
+        spec = self.cons.get(key, {})
+        if "type" in spec:
+            return spec["type"]
+        d = self.defaults[key]
+        for t, n in _TYPE_NAMES.items():
+            if type(d) is t:
+                return n
+        if d is None:
+            return "any"
+        return type(d).__name__
+
+    def check(self, key: str, value: Any, source: str) -> Any:
+        """Validate and coerce one value; return the coerced value."""
+        if key not in self.defaults:
+            hint = self.closest(key)
+            msg = f"{source}: unknown key {key!r}"
+            if hint:
+                msg += f" (did you mean {hint!r}?)"
+            raise ConfigError(msg)
+        spec = self.cons.get(key, {})
+        if value is None:
+            if self.defaults[key] is None or spec.get("nullable"):
+                return None
+            raise ConfigError(f"{source}: key {key!r} may not be null")
+        t = self.expected_type(key)
+        value = _coerce(value, t, key, source)
+        if "choices" in spec and value not in spec["choices"]:
+            raise ConfigError(f"{source}: key {key!r}: {value!r} is not one of {spec['choices']}")
+        if "items" in spec and isinstance(value, list):
+            for i, v in enumerate(value):
+                value[i] = _coerce(v, spec["items"], f"{key}[{i}]", source)
+        for bound, op, word in (("min", lambda a, b: a < b, ">="), ("max", lambda a, b: a > b, "<="),
+                                ("gt", lambda a, b: a <= b, ">"), ("lt", lambda a, b: a >= b, "<")):
+            if bound in spec and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if op(value, spec[bound]):
+                    raise ConfigError(f"{source}: key {key!r}: {value!r} out of range (must be {word} {spec[bound]})")
+        if "min_len" in spec and isinstance(value, list) and len(value) < spec["min_len"]:
+            raise ConfigError(f"{source}: key {key!r}: needs at least {spec['min_len']} items")
+        if "multiple_of" in spec and isinstance(value, int) and value % spec["multiple_of"]:
+            raise ConfigError(f"{source}: key {key!r}: {value} must be a multiple of {spec['multiple_of']}")
+        return value
+
+
+def _coerce(value: Any, t: str, key: str, source: str) -> Any:
+    bad = ConfigError(f"{source}: key {key!r}: expected {t}, got {type(value).__name__} {value!r}")
+    if t == "any":
+        return value
+    if t == "bool":
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if t == "int":
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if t == "float":
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        raise bad
+    if t in ("str", "path"):
+        if isinstance(value, str):
+            return value
+        raise bad
+    if t == "list":
+        if isinstance(value, list):
+            return list(value)
+        raise bad
+    if t == "dict":
+        if isinstance(value, dict):
+            return value
+        raise bad
+    raise ConfigError(f"constraints: key {key!r} has unknown type {t!r}")
+
+
+def _schema(pdir: Path) -> _Schema:
+    base_file = pdir / "base.yaml"
+    cons_file = pdir / "constraints.yaml"
+    cons = load_yaml(cons_file) if cons_file.is_file() else {}
+    # keys whose values are free-form mappings
+    _LEAF_MAPPINGS.clear()
+    for k, spec in cons.items():
+        if isinstance(spec, dict) and spec.get("type") == "dict":
+            _LEAF_MAPPINGS.add(k)
+    return _Schema(load_yaml(base_file), cons, base_file, cons_file)
+
+
+# ----------------------------------------------------------------------------- overrides
+def parse_override(text: str) -> tuple[str, Any]:
+    """``train.lr=1e-3`` -> ('train.lr', 0.001). Values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"command line: override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"command line: override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads 1e-3 as a string (no dot); accept it as a float
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value.lower() for c in "e.") and not value.isalpha() else value
+        except ValueError:
+            pass
+    return key, value
+
+
+# ----------------------------------------------------------------------------- rows
+def load_row(table_file: str | os.PathLike, row: str) -> tuple[dict[str, Any], list[str]]:
+    """Return the flattened delta of ``row`` in a table file (following ``inherit:``)
+    and the chain of row names applied (base first)."""
+    table_file = Path(table_file)
+    data = load_yaml(table_file)
+    rows = data.get("rows")
+    if not isinstance(rows, dict):
+        raise ConfigError(f"{table_file}: no 'rows' mapping")
+    chain: list[str] = []
+    name: str | None = row
+    while name is not None:
+        if name not in rows:
+            hint = difflib.get_close_matches(name, list(rows), n=1)
+            raise ConfigError(f"{table_file}: no row {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        if name in chain:
+            raise ConfigError(f"{table_file}: row {name!r}: circular 'inherit'")
+        chain.append(name)
+        name = (rows[name] or {}).get("inherit")
+    chain.reverse()
+    delta: dict[str, Any] = {}
+    for name in chain:
+        entry = rows[name] or {}
+        if "run" in entry and entry["run"] is False and name == row:
+            raise ConfigError(f"{table_file}: row {row!r} is a cited row (run: false); it has no config")
+        delta.update(_flatten(entry.get("set") or {}))
+    return delta, chain
+
+
+# ----------------------------------------------------------------------------- main API
+def load_config(
+    data: str | None = "synthetic",
+    scale: str | None = "tiny",
+    row: str | tuple[str, str] | None = None,
+    files: Iterable[str | os.PathLike] = (),
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    params: str | os.PathLike | None = None,
+) -> Config:
+    """Build the resolved config.
+
+    ``row`` is ``"TABLE_FILE:ROW"`` or a (file, row) tuple; a bare table name such as
+    ``table_vi`` is looked up in ``params/tables/``.
+    """
+    pdir = Path(params) if params else params_dir()
+    schema = _schema(pdir)
+    merged: dict[str, Any] = {k: copy.deepcopy(v) for k, v in schema.defaults.items()}
+
+    def apply(flat: Mapping[str, Any], source: str) -> None:
+        for k, v in flat.items():
+            v = schema.check(k, copy.deepcopy(v), source)
+            if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                v = {**merged[k], **v}  # free-form mappings (e.g. data.roots) merge per entry
+            merged[k] = v
+
+    # validate base itself (constraints may be violated by a bad edit of base.yaml)
+    apply(dict(schema.defaults), str(schema.base_file))
+    layers: list[str] = [str(schema.base_file)]
+    if data:
+        f = pdir / "data" / f"{data}.yaml"
+        if not f.is_file():
+            raise ConfigError(f"data preset {data!r}: {f} not found (have: {_names(pdir / 'data')})")
+        apply(_flatten(load_yaml(f)), str(f))
+        layers.append(str(f))
+    if scale:
+        f = pdir / "scale" / f"{scale}.yaml"
+        if not f.is_file():
+            raise ConfigError(f"scale preset {scale!r}: {f} not found (have: {_names(pdir / 'scale')})")
+        apply(_flatten(load_yaml(f)), str(f))
+        layers.append(str(f))
+    row_name = None
+    if row:
+        if isinstance(row, str):
+            if ":" not in row:
+                raise ConfigError(f"row {row!r}: expected TABLE:ROW, e.g. table_vi:r06_sa4depth")
+            tfile, row_name = row.rsplit(":", 1)
+        else:
+            tfile, row_name = row
+        tpath = Path(tfile)
+        if not tpath.suffix:
+            tpath = pdir / "tables" / f"{tfile}.yaml"
+        delta, chain = load_row(tpath, row_name)
+        apply(delta, f"{tpath} (row {row_name})")
+        layers.append(f"{tpath}:{'>'.join(chain)}")
+    for f in files:
+        apply(_flatten(load_yaml(f)), str(f))
+        layers.append(str(f))
+    ov = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+    ov_flat = dict(ov)
+    if ov_flat:
+        apply(ov_flat, "command line")
+        layers.append("command line: " + " ".join(f"{k}={v}" for k, v in ov_flat.items()))
+
+    nested: dict[str, Any] = {}
+    for k, v in merged.items():
+        _set_dotted(nested, k, v)
+    nested.setdefault("meta", {})
+    nested["meta"] = {"data": data, "scale": scale, "row": row_name, "layers": layers}
+    return Config(nested)
+
+
+def _names(d: Path) -> str:
+    return ", ".join(sorted(p.stem for p in d.glob("*.yaml"))) or "none"
+
+
+def save_config(cfg: Mapping, path: str | os.PathLike) -> Path:
+    """Write the resolved config atomically (tmp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(_unwrap(cfg), sort_keys=False, default_flow_style=None)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def load_resolved(path: str | os.PathLike) -> Config:
+    """Read a config.yaml written by :func:`save_config` (no re-validation)."""
+    return Config(load_yaml(path))
+
+
+# ----------------------------------------------------------------------------- CLI glue
+def add_config_args(parser) -> None:
+    g = parser.add_argument_group("configuration")
+    g.add_argument("--data", default="synthetic", help="data preset in params/data/ (default: synthetic)")
+    g.add_argument("--scale", default="smoke", help="scale preset in params/scale/ (tiny|smoke|small|full)")
+    g.add_argument("--row", default=None, help="experiment row TABLE:ROW, e.g. table_vi:r06_sa4depth")
+    g.add_argument("--config", action="append", default=[], metavar="FILE", help="extra YAML merged after the row")
+    g.add_argument("overrides", nargs="*", metavar="key=value", help="final overrides, e.g. train.lr=1e-3")
+
+
+def config_from_args(args) -> Config:
+    return load_config(data=args.data, scale=args.scale, row=args.row, files=args.config, overrides=args.overrides)
+
+
+def dump_yaml(obj: Any) -> str:
+    buf = io.StringIO()
+    yaml.safe_dump(_unwrap(obj), buf, sort_keys=False)
+    return buf.getvalue()
