@@ -317,7 +317,7 @@ def load_row(table_file: str | os.PathLike, row: str) -> tuple[dict[str, Any], l
     name: str | None = row
     while name is not None:
         if name not in rows:
-            hint = difflib.get_close_matches(name, list(rows), n=1)
+            hint = difflib.get_close_matches(name, list(rows), n=1, cutoff=0.5)
             raise ConfigError(f"{table_file}: no row {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         if name in chain:
             raise ConfigError(f"{table_file}: row {name!r}: circular 'inherit'")

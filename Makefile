@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine (see README):
+#   make reproduce   set up, then run the paper DAG (every table and figure) on the synthetic default
+#   make test        set up, then run the test suite
+# TORCH selects the PyTorch to install first; the default is the CPU build pinned for this
+# project's CI machines. On a CUDA machine: make setup TORCH=torch  (or your own wheel/index).
+PY ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+
+.PHONY: setup test reproduce clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip >/dev/null
+	$(VENV)/bin/pip install $(TORCH)
+	$(VENV)/bin/pip install -e '.[test,workflow]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+reproduce: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) all $(SNAKEMAKE_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
