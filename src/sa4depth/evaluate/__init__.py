@@ -1,1 +1,11 @@
-"""sa4depth.evaluate"""
+"""sa4depth.evaluate: evaluation protocols (numpy/evo; torch only where a model runs).
+
+* :mod:`~sa4depth.evaluate.metrics`: Monodepth2 depth metrics, crops, median scaling, Scale Std,
+  Table I scale variances, least-squares scale+shift.
+* :mod:`~sa4depth.evaluate.depth`: KITTI Eigen / Eigen-benchmark, Cityscapes, NYUv2 protocols,
+  prediction / GT loading, batched depth-net inference.
+* :mod:`~sa4depth.evaluate.scale`: Table I on the validation split.
+* :mod:`~sa4depth.evaluate.odometry`: trajectory chaining, KITTI devkit t_err / r_err, evo ATE / RPE.
+* :mod:`~sa4depth.evaluate.video`: Table VIII per-sequence aligned video depth, Eq. 19.
+* :mod:`~sa4depth.evaluate.provenance`: git / data hash / config block and atomic JSON.
+"""
