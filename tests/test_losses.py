@@ -1,0 +1,174 @@
+"""Losses against hand computations and their defining properties."""
+import math
+
+import pytest
+import torch
+
+from sa4depth import geometry as G
+from sa4depth.losses import (
+    SSIM,
+    depth_noise,
+    photometric_error,
+    pose_consistency_loss,
+    reprojection_loss,
+    smoothness_loss,
+    ssim,
+    velocity_loss,
+)
+
+torch.set_num_threads(2)
+
+
+def test_ssim_identical_is_zero_and_differs_otherwise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 10, generator=g)
+    assert torch.allclose(ssim(x, x), torch.zeros_like(x), atol=1e-6)
+    assert torch.allclose(SSIM()(x, x), torch.zeros_like(x), atol=1e-6)
+    y = torch.rand(2, 3, 8, 10, generator=g)
+    s = ssim(x, y)
+    assert s.shape == x.shape and (s >= 0).all() and (s <= 1).all() and s.mean() > 0.1
+
+
+def test_ssim_hand_computed_constant_patches():
+    # constant images a and b: sigma = 0, SSIM = (2ab + C1) / (a^2 + b^2 + C1)
+    a, b = 0.2, 0.6
+    x, y = torch.full((1, 1, 4, 4), a, dtype=torch.float64), torch.full((1, 1, 4, 4), b, dtype=torch.float64)
+    C1 = 0.01**2
+    expected = (1 - (2 * a * b + C1) / (a * a + b * b + C1)) / 2
+    assert torch.allclose(ssim(x, y), torch.full_like(x, expected))
+
+
+def test_photometric_error_l1_part_by_hand():
+    pred = torch.tensor([[[[0.0, 1.0]], [[0.5, 0.5]], [[1.0, 0.0]]]]).expand(1, 3, 2, 2)  # 2 equal rows
+    target = torch.tensor([[[[0.5, 0.5]], [[0.5, 0.5]], [[0.5, 0.0]]]]).expand(1, 3, 2, 2)
+    # per pixel mean over channels of |diff|: (0.5+0+0.5)/3, (0.5+0+0)/3
+    l1 = photometric_error(pred, target, ssim_weight=0.0)
+    assert torch.allclose(l1, torch.tensor([[[[1 / 3, 1 / 6]]]]).expand(1, 1, 2, 2))
+    full = photometric_error(pred, target)
+    assert torch.allclose(full, 0.85 * ssim(pred, target).mean(1, keepdim=True) + 0.15 * l1)
+    with pytest.raises(ValueError, match="shapes differ"):
+        photometric_error(pred, target[..., :1])
+
+
+def _images():
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(1, 3, 6, 8, generator=g)
+    return target, g
+
+
+def test_min_reprojection_takes_per_pixel_minimum():
+    target, g = _images()
+    good = target.clone()
+    bad = torch.rand(1, 3, 6, 8, generator=g)
+    # left half: source -1 is right; right half: source 1 is right
+    w_m1 = torch.cat([good[..., :4], bad[..., 4:]], -1)
+    w_p1 = torch.cat([bad[..., :4], good[..., 4:]], -1)
+    loss, info = reprojection_loss({-1: w_m1, 1: w_p1}, None, target, automask=False)
+    pe = torch.cat([photometric_error(w_m1, target), photometric_error(w_p1, target)], 1)
+    assert torch.allclose(loss, pe.min(1)[0].mean())
+    assert torch.allclose(info["reprojection"], pe.min(1, keepdim=True)[0])
+    assert info["automask"].all()
+    avg, _ = reprojection_loss({-1: w_m1, 1: w_p1}, None, target, automask=False, min_reprojection=False)
+    assert torch.allclose(avg, pe.mean())
+    assert avg > loss
+
+
+def test_automask_selects_identity_where_lower():
+    target, g = _images()
+    # the unwarped source equals the target on the top rows (static scene), the warped one
+    # equals it on the bottom rows
+    noise = torch.rand(1, 3, 6, 8, generator=g)
+    identity = torch.cat([target[..., :3, :], noise[..., 3:, :]], -2)
+    warped = torch.cat([noise[..., :3, :], target[..., 3:, :]], -2)
+    loss, info = reprojection_loss({1: warped}, {1: identity}, target, automask=True,
+                                   generator=torch.Generator().manual_seed(0))
+    mask = info["automask"][0, 0]
+    # interior rows away from the 3x3 SSIM window crossing the seam
+    assert (mask[:2] == 0).all() and (mask[4:] == 1).all()
+    pw = photometric_error(warped, target)
+    pi = photometric_error(identity, target)
+    assert torch.allclose(loss, torch.minimum(pw, pi).mean(), atol=1e-5)
+    with pytest.raises(ValueError, match="identity images"):
+        reprojection_loss({1: warped}, {}, target, automask=True)
+
+
+def test_smoothness_zero_for_constant_and_hand_computed():
+    img = torch.rand(2, 3, 5, 7)
+    assert smoothness_loss(torch.full((2, 1, 5, 7), 0.3), img) == 0
+    disp = torch.tensor([[[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]]])
+    im = torch.zeros(1, 3, 3, 3)
+    im[:, :, :, 2] = 1.0  # a vertical edge between columns 1 and 2, same in all channels
+    mean = disp.mean().item()  # 15 / 9
+    d = disp[0, 0] / mean
+    dx = (d[:, :-1] - d[:, 1:]).abs()  # 3x2
+    wx = torch.tensor([[1.0, math.exp(-1)]] * 3)
+    dy = (d[:-1] - d[1:]).abs()  # 2x3, image has no vertical gradient
+    expected = (dx * wx).mean() + dy.mean()
+    assert torch.allclose(smoothness_loss(disp, im), expected)
+    # invariant to the scale of the disparity (mean normalisation)
+    assert torch.allclose(smoothness_loss(5 * disp, im), expected)
+
+
+def test_pose_consistency_loss():
+    g = torch.Generator().manual_seed(2)
+    xi = 0.2 * torch.randn(4, 6, generator=g, dtype=torch.float64)
+    T = G.se3_exp(xi)
+    assert pose_consistency_loss(T, T.clone()).abs() < 1e-7
+    # pure translation offset: loss = |dt|
+    T2 = T.clone()
+    T2[:, :3, 3] += torch.tensor([0.3, 0.0, -0.4], dtype=torch.float64)
+    assert torch.allclose(pose_consistency_loss(T2, T), torch.tensor(0.5, dtype=torch.float64))
+    # pure rotation offset by angle a about z: loss = w * a
+    a = 0.25
+    Rz = G.axis_angle_to_matrix(torch.tensor([0, 0, a], dtype=torch.float64))
+    T3 = T.clone()
+    T3[:, :3, :3] = T[:, :3, :3] @ Rz
+    assert torch.allclose(pose_consistency_loss(T3, T, rot_weight=2.0), torch.tensor(2 * a, dtype=torch.float64))
+    # gradients reach the prediction only, and are finite at equality
+    Tp = T.clone().requires_grad_(True)
+    Tr = T.clone().requires_grad_(True)
+    pose_consistency_loss(Tp, Tr).backward()
+    assert torch.isfinite(Tp.grad).all() and Tr.grad is None
+    Tp = T2.clone().requires_grad_(True)
+    pose_consistency_loss(Tp, T).backward()
+    assert Tp.grad.abs().sum() > 0
+
+
+def test_velocity_loss():
+    t = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
+    v = torch.tensor([4.0, 1.0])
+    loss = velocity_loss(t, v)
+    assert torch.allclose(loss, torch.tensor(0.5))  # (|5-4| + |1-1|) / 2
+    loss.backward()
+    assert torch.allclose(t.grad[0], torch.tensor([3.0, 4.0, 0.0]) / 5 / 2)
+    assert torch.allclose(velocity_loss(t[:, None], v), loss)
+    with pytest.raises(ValueError, match="ground-truth norms"):
+        velocity_loss(t, v[:1])
+
+
+def test_depth_noise_statistics_and_gradient():
+    d = torch.full((1, 1, 200, 200), 2.0, requires_grad=True)
+    assert depth_noise(d, 0.0) is d
+    n = depth_noise(d, 0.1, generator=torch.Generator().manual_seed(0))
+    rel = n / 2.0 - 1
+    assert abs(rel.mean().item()) < 0.003 and abs(rel.std().item() - 0.1) < 0.003
+    n.sum().backward()
+    assert torch.allclose(d.grad, (n / 2.0).detach())
+    with pytest.raises(ValueError):
+        depth_noise(d, -0.1)
+
+
+def test_photometric_loss_gradient_reaches_depth_through_warp():
+    B, H, W = 1, 16, 24
+    K = torch.tensor([[20.0, 0, 11.5, 0], [0, 20.0, 7.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]]).expand(B, 4, 4)
+    inv_K = torch.linalg.inv(K)
+    g = torch.Generator().manual_seed(3)
+    src = torch.nn.functional.avg_pool2d(torch.rand(B, 3, H + 2, W + 2, generator=g), 3, 1)  # smooth texture
+    T = torch.eye(4).expand(B, 4, 4).clone()
+    T[:, 0, 3] = 0.2
+    depth = torch.full((B, 1, H, W), 3.0, requires_grad=True)
+    target = src.roll(1, -1)
+    warped = G.warp(src, depth, T, K, inv_K)
+    loss, _ = reprojection_loss({1: warped}, {1: src}, target)
+    loss.backward()
+    assert depth.grad is not None and torch.isfinite(depth.grad).all() and depth.grad.abs().sum() > 0
