@@ -1,0 +1,141 @@
+"""NYUv2-style indoor readers (MonoIndoor / P2Net preprocessing layout, see DATA_LAYOUTS.md).
+
+Training: ``train/<scene>/rgb_<frame:05d>.jpg`` consecutive hand-held frames, split lines
+``<scene> <frame>``; intrinsics ``intrinsics.txt`` (``fx fy cx cy`` in pixels of the stored
+images) normalised by the stored image size; GT motion ``train/<scene>/poses.txt`` (camera-to-
+world per frame); ``trans_norm_gt`` is the GT pose translation norm (no velocities indoors).
+Test: ``test/<id>_rgb.png`` + ``test/<id>_depth.png`` (uint16 / 256 metres).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .base import FrameRef, MonoDataset, SampleInfo, depth_png_loader, pose_norm_between
+from .io import read_depth_png, read_poses_file, read_split_file
+
+__all__ = ["NyuTrainDataset", "NyuTestDataset", "read_nyu_intrinsics", "load_nyu_gt_depth", "nyu_train_image"]
+
+
+@functools.lru_cache(maxsize=8)
+def read_nyu_intrinsics(path: str) -> tuple[float, float, float, float]:
+    """``fx fy cx cy`` (pixels) from ``intrinsics.txt``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: NYU intrinsics file not found")
+    try:
+        v = [float(x) for x in p.read_text().replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"{p}: malformed intrinsics: non-numeric value") from None
+    if len(v) != 4:
+        raise ValueError(f"{p}: malformed intrinsics: expected 4 numbers 'fx fy cx cy', got {len(v)}")
+    return v[0], v[1], v[2], v[3]
+
+
+def nyu_train_image(root: Path, scene: str, frame: int) -> Path:
+    p = root / "train" / scene / f"rgb_{frame:05d}.jpg"
+    if not p.is_file():
+        alt = p.with_suffix(".png")
+        if alt.is_file():
+            return alt
+    return p
+
+
+@functools.lru_cache(maxsize=64)
+def _image_size(path: str) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
+def _K_norm(root: Path, image: Path) -> np.ndarray:
+    fx, fy, cx, cy = read_nyu_intrinsics(str(root / "intrinsics.txt"))
+    w, h = _image_size(str(image))
+    K = np.eye(4)
+    K[0, 0], K[0, 2] = fx / w, cx / w
+    K[1, 1], K[1, 2] = fy / h, cy / h
+    return K
+
+
+class NyuTrainDataset(MonoDataset):
+    """Consecutive-frame samples from the NYU training scenes."""
+
+    def __init__(self, root: str | os.PathLike, split_file: str | os.PathLike, *, line_filter=None, **kw):
+        super().__init__(**kw)
+        self.root = Path(root)
+        self.split_file = Path(split_file)
+        items = []
+        for k, (ln, fields) in enumerate(read_split_file(self.split_file, 2, 3)):
+            if line_filter is not None and not line_filter(k):
+                continue
+            scene = fields[0]
+            try:
+                frame = int(fields[1])
+            except ValueError:
+                raise ValueError(f"{self.split_file}:{ln}: frame {fields[1]!r} is not an integer") from None
+            for f in self.frame_ids:
+                p = nyu_train_image(self.root, scene, frame + f)
+                if not p.is_file():
+                    raise FileNotFoundError(f"{self.split_file}:{ln}: image {p} (frame {frame}{f:+d}) does not exist")
+            items.append((scene, frame))
+        if not items:
+            raise ValueError(f"{self.split_file}: split file lists no samples")
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def describe(self, index: int) -> SampleInfo:
+        scene, frame = self.items[index]
+        frames = {f: FrameRef(str(nyu_train_image(self.root, scene, frame + f))) for f in self.frame_ids}
+        Twc = trans = None
+        pfile = self.root / "train" / scene / "poses.txt"
+        if pfile.is_file():
+            P = read_poses_file(pfile)
+            need = [frame + f for f in self.frame_ids]
+            if min(need) < 0 or max(need) >= len(P):
+                raise ValueError(f"{pfile}: frames {min(need)}..{max(need)} requested but the file has {len(P)} poses")
+            Twc = {f: P[frame + f] for f in self.frame_ids}
+            trans = pose_norm_between(Twc, self.frame_ids)
+        return SampleInfo(key=f"{scene} {frame}", frames=frames, K_norm=_K_norm(self.root, Path(frames[0].path)),
+                          Twc=Twc, trans_norm=trans)
+
+
+def nyu_test_paths(root: Path, ident: str) -> tuple[Path, Path]:
+    return root / "test" / f"{ident}_rgb.png", root / "test" / f"{ident}_depth.png"
+
+
+def load_nyu_gt_depth(root: str | os.PathLike, ident: str) -> np.ndarray:
+    """GT depth of one NYU test image (uint16 / 256 metres, 0 = invalid)."""
+    return read_depth_png(nyu_test_paths(Path(root), ident)[1])
+
+
+class NyuTestDataset(MonoDataset):
+    """The labelled NYU test images with their GT depth."""
+
+    def __init__(self, root: str | os.PathLike, split_file: str | os.PathLike, **kw):
+        kw["frame_ids"] = [0]
+        kw["is_train"] = False
+        super().__init__(**kw)
+        self.root = Path(root)
+        self.split_file = Path(split_file)
+        self.items = []
+        for ln, fields in read_split_file(self.split_file, 1, 1):
+            rgb, _ = nyu_test_paths(self.root, fields[0])
+            if not rgb.is_file():
+                raise FileNotFoundError(f"{self.split_file}:{ln}: test image {rgb} does not exist")
+            self.items.append(fields[0])
+        if not self.items:
+            raise ValueError(f"{self.split_file}: split file lists no samples")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def describe(self, index: int) -> SampleInfo:
+        ident = self.items[index]
+        rgb, depth = nyu_test_paths(self.root, ident)
+        return SampleInfo(key=ident, frames={0: FrameRef(str(rgb))}, K_norm=_K_norm(self.root, rgb),
+                          depth=depth_png_loader(str(depth)))
