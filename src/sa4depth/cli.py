@@ -31,7 +31,9 @@ def _module(verb: str):
 def build_parser() -> argparse.ArgumentParser:
     from sa4depth import __version__
 
-    p = argparse.ArgumentParser(prog="sa4depth", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="sa4depth",
+        description="SA4Depth reproduction: synthetic benchmark, training, evaluation, tables.")
     p.add_argument("--version", action="version", version=f"sa4depth {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     for verb, help_text in VERBS.items():
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name != f"sa4depth.commands.{verb}":
                 raise
             continue  # verb not part of this build
-        sp = sub.add_parser(verb, help=help_text, description=(mod.__doc__ or help_text).strip())
+        sp = sub.add_parser(verb, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(sp)
         sp.set_defaults(_run=mod.run)
     return p

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 
 TOPICS = {
@@ -26,7 +27,8 @@ def add_arguments(p) -> None:
             if e.name != f"sa4depth.benchmarks.{topic}":
                 raise
             continue
-        sp = sub.add_parser(topic, help=help_text, description=(mod.__doc__ or help_text).strip())
+        sp = sub.add_parser(topic, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(sp)
         sp.set_defaults(_bench=mod.run)
     p.set_defaults(_bench_parser=p)
