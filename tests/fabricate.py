@@ -269,3 +269,54 @@ def overrides_for(root: Path, dataset: str = "kitti") -> dict:
              "vkitti2": r / "driving" / "kitti_raw"}
     return {"data.dataset": dataset, "data.splits_dir": str(r / "driving" / "splits"),
             "data.roots": {k: str(v) for k, v in roots.items()}}
+
+
+# ----------------------------------------------------------------------------- Virtual KITTI 2 (release layout)
+VKITTI2_K = (725.0087, 725.0087, 620.5, 187.0)  # intrinsic.txt values of the release at 1242 x 375
+VKITTI2_STEREO = 0.532725                       # Camera_1 lies this far right of Camera_0 (release)
+
+
+def fabricate_vkitti2(out: Path, *, scenes: tuple[str, ...] = ("Scene01", "Scene02"),
+                      variations: tuple[str, ...] = ("clone",), frames: int = 5, width: int = 64,
+                      height: int = 20, seed: int = 3) -> dict:
+    """The Virtual KITTI 2 release layout (``Scene<NN>/<variation>/frames/{rgb,depth}/Camera_{0,1}``,
+    ``intrinsic.txt``, ``extrinsic.txt`` with world-to-camera rows and their header lines).
+
+    The camera drives forward along a gentle curve; its intrinsics are the release's scaled to
+    ``width x height``. Depth PNGs are uint16 centimetres with the top rows at the far value
+    65535 (sky). Returns ``{"<scene>/<variation>": {"Twc": (n,4,4) camera-0-to-world,
+    "K": (fx, fy, cx, cy), "depth_cm": [uint16 arrays of camera 0]}}``.
+    """
+    rng = np.random.default_rng(seed)
+    sx, sy = width / 1242.0, height / 375.0
+    K = (VKITTI2_K[0] * sx, VKITTI2_K[1] * sy, VKITTI2_K[2] * sx, VKITTI2_K[3] * sy)
+    truth = {}
+    for si, scene in enumerate(scenes):
+        for var in variations:
+            base = out / scene / var
+            Twc0, ext_rows, int_rows, depths = [], [], [], []
+            for i in range(frames):
+                yaw = 0.02 * i * (si + 1)
+                T = _h(_rot_x(0.01 * i) @ np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0],
+                                                    [-np.sin(yaw), 0, np.cos(yaw)]]),
+                       [0.1 * i, -1.5 + 0.01 * i, 10.0 + (0.8 + 0.2 * si) * i])
+                Twc0.append(T)
+                for cam in (0, 1):
+                    Tc = T @ _h(np.eye(3), [VKITTI2_STEREO * cam, 0.0, 0.0])
+                    E = np.linalg.inv(Tc)
+                    ext_rows.append(f"{i} {cam} " + " ".join(f"{x:.10g}" for x in E.reshape(-1)))
+                    int_rows.append(f"{i} {cam} " + " ".join(f"{x:.10g}" for x in K))
+                    _img(base / "frames" / "rgb" / f"Camera_{cam}" / f"rgb_{i:05d}.jpg", width, height, rng)
+                    d = rng.integers(100, 8000, size=(height, width)).astype(np.uint16)
+                    d[: height // 4] = 65535
+                    d[-1, :3] = 0
+                    dpath = base / "frames" / "depth" / f"Camera_{cam}" / f"depth_{i:05d}.png"
+                    dpath.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(d).save(dpath)
+                    if cam == 0:
+                        depths.append(d)
+            _write(base / "extrinsic.txt", "frame cameraID r1,1 r1,2 r1,3 t1 r2,1 r2,2 r2,3 t2 r3,1 r3,2 r3,3 t3 "
+                   "0 0 0 1\n" + "\n".join(ext_rows) + "\n")
+            _write(base / "intrinsic.txt", "frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]\n" + "\n".join(int_rows) + "\n")
+            truth[f"{scene}/{var}"] = {"Twc": np.array(Twc0), "K": K, "depth_cm": depths}
+    return truth

@@ -2,7 +2,7 @@
 
 ``sa4depth prepare {kitti,kitti_odom,cityscapes,nyu,vkitti2} [--root DIR] [--splits-dir DIR]
 [--download [--archive-dir DIR] [--keep-archives]] [--export-gt] [--img-ext .png|.jpg]
-[--to-jpeg] [--sequences NN ...] [--skip-counts] [--quiet]``
+[--to-jpeg] [--sequences NN ...] [--convert-mat FILE --splits-mat FILE] [--skip-counts] [--quiet]``
 
 Without flags it only checks: every missing part is listed with its official source (archive
 name, URL or download page, size, checksum availability) and the exit status is 1 unless the
@@ -39,6 +39,9 @@ def add_arguments(p) -> None:
                    "deleting the PNGs")
     p.add_argument("--sequences", nargs="+", default=None, metavar="NN",
                    help="kitti_odom sequences (default: data.odom_train_sequences + data.odom_test_sequences)")
+    p.add_argument("--convert-mat", default=None, metavar="FILE",
+                   help="nyu: write the labelled test images from nyu_depth_v2_labeled.mat (needs --splits-mat)")
+    p.add_argument("--splits-mat", default=None, metavar="FILE", help="nyu: splits.mat (testNdxs) for --convert-mat")
     p.add_argument("--skip-counts", action="store_true",
                    help="accept split lists / sequences whose size differs from the official one (subsets)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -60,7 +63,9 @@ def run(args) -> int:
         report, pending = prepare(args.dataset, root, splits_dir, download_missing=args.download,
                                   archive_dir=args.archive_dir, keep_archives=args.keep_archives,
                                   export=args.export_gt, check_counts=not args.skip_counts,
-                                  img_ext=args.img_ext, sequences=sequences, to_jpeg=args.to_jpeg, progress=not args.quiet, log=log)
+                                  img_ext=args.img_ext, sequences=sequences, to_jpeg=args.to_jpeg,
+                                  nyu_mat=args.convert_mat, nyu_splits_mat=args.splits_mat,
+                                  progress=not args.quiet, log=log)
     except (DownloadError, ChecksumError) as e:
         print(f"sa4depth prepare: download error: {e}", file=sys.stderr)
         return 3

@@ -9,10 +9,10 @@ kitti_odom  :class:`KittiOdomDataset` on ``data.odom_train_sequences`` (train / 
             10th triplet) or ``data.odom_test_sequences`` (test)
 cityscapes  :class:`CityscapesTripletDataset` (train/val), :class:`CityscapesTestDataset` (test)
 nyu         :class:`NyuTrainDataset` (train/val), :class:`NyuTestDataset` (test)
-vkitti2     the KITTI-raw reader with GT poses required (the synthetic driving data); real
-            Virtual KITTI 2 (``Scene01/clone/frames/rgb/Camera_0/rgb_00000.jpg``, per-frame
-            world-to-camera ``extrinsic.txt``, ``intrinsic.txt``, depth PNGs in centimetres)
-            must first be converted to the KITTI-raw layout of DATA_LAYOUTS.md
+vkitti2     real Virtual KITTI 2 (the root holds ``Scene<NN>/`` folders): :class:`VKitti2Dataset`
+            on ``splits/vkitti2/{train,val,test}_files.txt`` (test ignores ``data.eval_split``);
+            otherwise (the synthetic driving data, KITTI-raw layout) the KITTI-raw reader with
+            GT poses required
 ==========  ==========================================================================
 
 Split files are looked up in ``cfg.data.splits_dir`` and, if not there, in ``<root>/../splits``
@@ -37,6 +37,7 @@ from .io import atomic_save_npz, read_depth_png, read_split_file
 from .kitti import KittiOdomDataset, KittiRawDataset, read_kitti_split
 from .kitti_geometry import generate_depth_map
 from .nyu import NyuTestDataset, NyuTrainDataset, load_nyu_gt_depth
+from .vkitti2 import VKitti2Dataset, is_vkitti2_release
 from .transforms import pil_to_tensor, resize_pyramid
 
 __all__ = ["build_dataset", "build_loader", "export_gt_depths", "load_test_images", "split_file",
@@ -93,6 +94,12 @@ def build_dataset(cfg, split: str, *, load_depth: bool = True, load_lidar: bool 
     common = _common(cfg, split, load_depth=load_depth, load_lidar=load_lidar)
     ev = eval_split or cfg.data.eval_split
 
+    if name == "vkitti2" and is_vkitti2_release(root):
+        if load_lidar:
+            raise ValueError(f"lidar_depth: Virtual KITTI 2 ({root}) has no LiDAR scans")
+        if split == "test":
+            common.update(frame_ids=[0], is_train=False)
+        return VKitti2Dataset(root, split_file(cfg, "vkitti2", f"{split}_files.txt", root), **common)
     if name in ("kitti", "vkitti2"):
         if split == "test":
             if ev not in ("eigen", "eigen_benchmark", "video"):

@@ -86,14 +86,25 @@ def prepare(dataset: str, root: str | os.PathLike, splits_dir: str | os.PathLike
             download_missing: bool = False, archive_dir: str | os.PathLike | None = None,
             keep_archives: bool = False, export: bool = False, check_counts: bool = True,
             img_ext: str | None = None, sequences: list[str] | None = None, to_jpeg: bool = False,
+            nyu_mat: str | os.PathLike | None = None, nyu_splits_mat: str | os.PathLike | None = None,
             progress: bool = True, log: Callable[[str], None] = print) -> tuple[LayoutReport, list[str]]:
     """Check (and with the flags, complete) ``dataset``; return (final report, manual steps left).
 
     ``to_jpeg`` (KITTI raw / odometry): convert the camera PNGs to JPEG as Monodepth2 does
     (:func:`.convert.png_to_jpeg`) before checking, which then expects ``.jpg`` images.
+    ``nyu_mat`` + ``nyu_splits_mat`` (NYUv2): first write the 654 labelled test images from
+    ``nyu_depth_v2_labeled.mat`` / ``splits.mat`` (:func:`.nyu_convert.convert_nyu_labeled`).
     """
     root = Path(root)
     splits_dir = Path(splits_dir) if splits_dir is not None else None
+    if (nyu_mat is None) != (nyu_splits_mat is None):
+        raise ValueError("--convert-mat and --splits-mat go together (nyu_depth_v2_labeled.mat and splits.mat)")
+    if nyu_mat is not None:
+        if dataset != "nyu":
+            raise ValueError(f"--convert-mat applies to nyu, not {dataset!r}")
+        from .nyu_convert import convert_nyu_labeled
+
+        convert_nyu_labeled(nyu_mat, nyu_splits_mat, root, splits_dir, progress=progress, log=log)
     if to_jpeg:
         from .convert import JPEG_PATTERNS, png_to_jpeg
 
