@@ -32,6 +32,7 @@ __all__ = [
     "load_config",
     "load_yaml",
     "load_row",
+    "experiments_file",
     "save_config",
     "parse_override",
     "add_config_args",
@@ -119,13 +120,18 @@ def _unwrap(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- YAML
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            # libyaml's C loader when available (same safe semantics, ~20x faster: the workflow
+            # resolves dozens of experiment configs when it builds its DAG)
+            data = yaml.load(f, Loader=_SafeLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if data is None:
@@ -325,12 +331,33 @@ def load_row(table_file: str | os.PathLike, row: str) -> tuple[dict[str, Any], l
         name = (rows[name] or {}).get("inherit")
     chain.reverse()
     delta: dict[str, Any] = {}
+    full_chain: list[str] = []
     for name in chain:
         entry = rows[name] or {}
         if "run" in entry and entry["run"] is False and name == row:
             raise ConfigError(f"{table_file}: row {row!r} is a cited row (run: false); it has no config")
+        exp = entry.get("experiment")
+        if exp is not None:
+            # a table row that names a shared experiment (params/experiments.yaml): its delta first
+            exp_file = experiments_file(table_file)
+            if not isinstance(exp, str):
+                raise ConfigError(f"{table_file}: row {name!r}: 'experiment' must be a name, got {exp!r}")
+            if exp_file.resolve() == table_file.resolve():
+                raise ConfigError(f"{table_file}: row {name!r}: 'experiment' inside the experiments file")
+            exp_delta, exp_chain = load_row(exp_file, exp)
+            delta.update(exp_delta)
+            full_chain.extend(f"experiments:{c}" for c in exp_chain)
         delta.update(_flatten(entry.get("set") or {}))
-    return delta, chain
+        full_chain.append(name)
+    return delta, full_chain
+
+
+def experiments_file(table_file: str | os.PathLike) -> Path:
+    """The shared experiments file for a table file: ``params/experiments.yaml`` next to ``params/tables/``."""
+    table_file = Path(table_file)
+    parent = table_file.parent
+    base = parent.parent if parent.name == "tables" else parent
+    return base / "experiments.yaml"
 
 
 # ----------------------------------------------------------------------------- main API
@@ -383,7 +410,8 @@ def load_config(
             tfile, row_name = row
         tpath = Path(tfile)
         if not tpath.suffix:
-            tpath = pdir / "tables" / f"{tfile}.yaml"
+            # bare names: "experiments" = params/experiments.yaml, else params/tables/<name>.yaml
+            tpath = pdir / "experiments.yaml" if tfile == "experiments" else pdir / "tables" / f"{tfile}.yaml"
         delta, chain = load_row(tpath, row_name)
         apply(delta, f"{tpath} (row {row_name})")
         layers.append(f"{tpath}:{'>'.join(chain)}")

@@ -1,0 +1,54 @@
+# sa4depth reproduction DAG: every table and figure of the SA4Depth paper.
+#
+#   snakemake --cores 2 table_vi --config scale=tiny        # Table VI (16 ablation rows) end to end
+#   snakemake --profile slurm all --config data=real scale=full   # the paper's setting on a cluster
+#   snakemake -n table_vi                                     # the plan, in seconds
+#   snakemake --report results/report.html all                # HTML report of every table and figure
+#
+# Config: workflow/config.yaml (schema: workflow/schemas/config.schema.yaml). Rows of the tables:
+# params/tables/*.yaml; experiments (what trains, shared by tables): params/experiments.yaml.
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "workflow/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+envvars:
+    "PATH",
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+
+
+localrules:
+    all,
+    data,
+    figures,
+    synth_paths,
+    table,
+    audit,
+    experiment_summary,
+    fig1_scale_factors,
+    fig6_trajectories,
+
+
+rule all:
+    default_target: True
+    input:
+        [table_outputs(t) for t in P.TABLES],
+        "results/audit/table_vi.md",
+        expand("results/figures/{fig}.png", fig=FIGURES),
+        [f"results/metrics/{DATA}/{SCALE}/{e}.json" for e in experiments_evals()],

@@ -1,0 +1,154 @@
+"""Draw a paper figure from result files (and, for the qualitative and feature figures, from the
+networks of finished runs).
+
+  sa4depth figure scale-factors --json LABEL=DEPTH_EVAL.json ... --out PNG     (Fig. 1)
+  sa4depth figure qualitative   --run LABEL=RUN_DIR ... [--split S] [--num N] --out PNG  (Figs. 3-5)
+  sa4depth figure trajectories  --json LABEL=ODOMETRY_EVAL.json ... --out PNG  (Fig. 6)
+  sa4depth figure features      --run RUN_DIR --out PNG                          (Fig. 10)
+  sa4depth figure montage       --panel LABEL=PNG ... --out PNG
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
+    out = []
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"{what} {it!r}: expected LABEL=PATH")
+        label, path = it.split("=", 1)
+        out.append((label, path))
+    if not out:
+        raise ValueError(f"give at least one {what} LABEL=PATH")
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    p = sub.add_parser("scale-factors", help="Fig. 1: per-image scale factors from depth-eval JSONs")
+    p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("trajectories", help="Fig. 6: trajectory plots of odometry-eval JSONs")
+    p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("montage", help="place PNGs side by side")
+    p.add_argument("--panel", action="append", default=[], metavar="LABEL=PNG")
+    p.add_argument("--title", default="")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("qualitative", help="Figs. 3-5: input | predicted disparity per run | GT")
+    p.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR")
+    p.add_argument("--split", default=None, help="evaluation split (default: the first run's data.eval_split)")
+    p.add_argument("--num", type=int, default=3, help="number of test images (evenly spaced)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("features", help="Fig. 10: feature PCA and confidence maps of SA4Depth's feature net")
+    p.add_argument("--run", required=True, help="run directory of an SA4Depth run (refine.enabled)")
+    p.add_argument("--index", type=int, default=0, help="validation sample index")
+    p.add_argument("--out", required=True)
+
+
+def run(args) -> int:
+    from sa4depth.report import figures as F
+
+    if args.kind == "scale-factors":
+        series = {label: F.per_image_ratios(p) for label, p in _pairs(args.json, "--json")}
+        out = F.plot_scale_factors(series, args.out)
+    elif args.kind == "trajectories":
+        panels = []
+        for label, p in _pairs(args.json, "--json"):
+            for seq, png in F.odometry_plots(p).items():
+                panels.append((f"{label}: sequence {seq}", png))
+        out = F.montage(panels, args.out, title="KITTI Odometry trajectories, Sim(3)-aligned (Fig. 6)", ncols=2)
+    elif args.kind == "montage":
+        out = F.montage(_pairs(args.panel, "--panel"), args.out, title=args.title)
+    elif args.kind == "qualitative":
+        out = _qualitative(args)
+    else:
+        out = _features(args)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _model_path(run_dir: str) -> Path:
+    p = Path(run_dir)
+    mp = p / "model.pt" if p.is_dir() else p
+    if not mp.is_file():
+        raise FileNotFoundError(f"{mp}: model file not found (is the run finished?)")
+    return mp
+
+
+def _qualitative(args) -> Path:
+    import numpy as np
+    import torch
+
+    from sa4depth.data import iter_gt_depths, load_test_images
+    from sa4depth.models import load_depth_model
+    from sa4depth.report.figures import plot_qualitative
+
+    runs = _pairs(args.run, "--run")
+    preds: dict[str, list] = {}
+    images: list = []
+    gts: list = []
+    for k, (label, rd) in enumerate(runs):
+        net, cfg = load_depth_model(_model_path(rd), args.device)
+        split = args.split or cfg.data.eval_split
+        all_imgs = list(load_test_images(cfg, split))
+        if not all_imgs:
+            raise ValueError(f"{rd}: split {split!r} has no test images")
+        idx = np.unique(np.linspace(0, len(all_imgs) - 1, max(1, args.num)).round().astype(int))
+        sel = [all_imgs[i][0] for i in idx]
+        with torch.no_grad():
+            batch = torch.stack(sel).to(args.device)
+            disp = net(batch)[("disp", 0)][:, 0].cpu().numpy()
+        preds[label] = list(disp)
+        if k == 0:
+            images = [im.permute(1, 2, 0).numpy() for im in sel]
+            all_gt = [g for _, g in iter_gt_depths(cfg, split)]
+            gts = [all_gt[i] for i in idx] if len(all_gt) == len(all_imgs) else None
+    return plot_qualitative(images, preds, args.out, gts=gts,
+                            title=f"{split}: predicted disparity (normalised per image)")
+
+
+def _features(args) -> Path:
+    import torch
+
+    from sa4depth.data import build_dataset
+    from sa4depth.models import load_model_file
+    from sa4depth.models.feature_net import FeatureNet
+    from sa4depth.report.figures import plot_features
+
+    mp = _model_path(args.run)
+    cfg, modules = load_model_file(mp)
+    sd = None
+    for name, state in (modules.get("extra") or {}).items():
+        keys = [k for k in state if k.endswith("feature_head.weight")]
+        if keys:
+            prefix = keys[0][: -len("feature_head.weight")]
+            sd = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    if sd is None:
+        raise ValueError(f"{mp}: no learned feature net stored (needs an SA4Depth run with refine.features=learned; "
+                         f"stored: {sorted((modules.get('extra') or {}).keys())})")
+    r = cfg.refine
+    net = FeatureNet(feature_dim=r.feature_dim, feature_level=r.feature_level,
+                     vgg_blocks=r.get("vgg_blocks", 4), decoder_channels=r.get("decoder_channels", 128))
+    try:
+        net.load_state_dict(sd)
+    except RuntimeError as e:
+        raise ValueError(f"{mp}: feature-net weights do not match the stored config: {e}") from None
+    net.eval()
+    ds = build_dataset(cfg, "val")
+    if not len(ds):
+        raise ValueError(f"{args.run}: empty validation split")
+    sample = ds[min(args.index, len(ds) - 1)]
+    other = [f for f in cfg.data.frame_ids if f != 0][0]
+    imgs = torch.stack([sample[("color", 0, 0)], sample[("color", other, 0)]])
+    with torch.no_grad():
+        feats, conf = net(imgs)
+    return plot_features([i.permute(1, 2, 0).numpy() for i in imgs], list(feats.numpy()), list(conf[:, 0].numpy()),
+                         args.out, labels=("reference t", f"query t{other:+d}"))

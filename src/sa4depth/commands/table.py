@@ -1,0 +1,35 @@
+"""Assemble a paper table (params/tables/<table>.yaml) from evaluation JSONs into csv/md/tex/json."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p) -> None:
+    from sa4depth.report.cli_common import add_common
+
+    add_common(p)
+    p.add_argument("--out-dir", default="results/tables", help="where <table>.{csv,md,tex,json} go")
+    p.add_argument("--formats", nargs="+", default=["csv", "md", "tex", "json"], choices=["csv", "md", "tex", "json"])
+    p.add_argument("--allow-missing", action="store_true",
+                   help="write the table even if some runs have no results (their status says so)")
+    p.add_argument("--quiet", action="store_true", help="do not print the markdown table")
+
+
+def run(args) -> int:
+    from sa4depth.report.cli_common import parse_weights, seeds_from
+    from sa4depth.report.plan import load_table
+    from sa4depth.report.tables import MissingResults, build_table, to_markdown, write_table
+
+    spec = load_table(args.table)
+    try:
+        res = build_table(spec, args.data, args.scale, seeds_from(args.seeds), parse_weights(args.weights),
+                          runs_root=args.runs, metrics_root=args.metrics, allow_missing=args.allow_missing)
+    except MissingResults as e:
+        print(f"sa4depth table: {e}\n(run `snakemake {spec.name} --config data={args.data} scale={args.scale}` "
+              f"or pass --allow-missing)", file=sys.stderr)
+        return 1
+    paths = write_table(res, args.out_dir, args.formats)
+    if not args.quiet:
+        print(to_markdown(res))
+    print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+    return 0

@@ -1,0 +1,203 @@
+"""The reproduction DAG: params/tables, experiments, Snakemake plan/lint/profiles, DVC stages."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sa4depth.config import load_config, load_row
+from sa4depth.report import plan as P
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = REPO / "params"
+BIN = Path(sys.executable).parent
+SNAKEMAKE = str(BIN / "snakemake")
+
+needs_snakemake = pytest.mark.skipif(not Path(SNAKEMAKE).is_file(), reason="snakemake not installed")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> Path:
+    """A directory that links the workflow's sources but none of the repository's outputs, so the
+    plan does not depend on what has already run in the checkout (runs/, results/, .snakemake/)."""
+    d = tmp_path_factory.mktemp("wf")
+    for name in ("Snakefile", "workflow", "params", "slurm", "local"):
+        (d / name).symlink_to(REPO / name)
+    return d
+
+
+def _snake(cwd: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _jobs(out: str) -> dict[str, int]:
+    """Job counts of a dry-run's 'Job stats' block."""
+    counts = {}
+    block = out.split("Job stats:")[-1]
+    for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M):
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+# ----------------------------------------------------------------------------- params
+def test_every_table_loads_and_every_run_row_resolves():
+    for t in P.TABLES:
+        spec = P.load_table(t, PARAMS)
+        assert spec.rows, t
+        for row in spec.rows.values():
+            if row.has_config:
+                cfg = load_config(scale="tiny", row=f"{t}:{row.name}", params=PARAMS)
+                if row.not_implemented:
+                    assert cfg.model.depth_arch in ("monovit", "hybrid_depth"), (t, row.name)
+            if P.row_status(row) == "run":
+                assert row.experiment, (t, row.name)
+
+
+def test_table_vi_rows_are_deltas_over_row_6():
+    spec = P.load_table("table_vi", PARAMS)
+    assert list(spec.rows) == [f"r{i:02d}_{n}" for i, n in enumerate(
+        ["md2_50", "pixloc_lidar", "pred_depth", "posenet_init", "pose_selfsup", "sa4depth", "matcher_ransac",
+         "matcher_pnp", "matcher_posenet", "detach_depth", "refined_pose_only_loss", "no_feature_map",
+         "no_confidence", "fixed_damping", "mast3r_features", "pixloc_features"], start=1)]
+    for row in spec.rows.values():
+        _, chain = load_row(PARAMS / "tables" / "table_vi.yaml", row.name)
+        assert chain[0] == "experiments:sa4depth_md2_50", (row.name, chain)   # every chain starts at row 6
+        assert load_config(scale="tiny", row=f"table_vi:{row.name}", params=PARAMS).model.depth_layers == 50
+    r6 = load_config(scale="tiny", row="table_vi:r06_sa4depth", params=PARAMS)
+    assert r6.refine.enabled and r6.refine.init == "posenet" and r6.refine.irls and r6.loss.pose_self_sup > 0
+    r1 = load_config(scale="tiny", row="table_vi:r01_md2_50", params=PARAMS)
+    assert not r1.refine.enabled and r1.loss.pose_self_sup == 0
+    assert load_config(scale="tiny", row="table_vi:r02_pixloc_lidar", params=PARAMS).refine.depth_source == "lidar"
+    assert load_config(scale="tiny", row="table_vi:r08_matcher_pnp", params=PARAMS).matcher.solver == "pnp"
+    assert spec.rows["r15_mast3r_features"].requires_weights == "mast3r"
+    assert P.row_status(spec.rows["r16_pixloc_features"]) == "not run: weights not provided"
+    assert P.row_status(spec.rows["r16_pixloc_features"], {"pixloc": "w.pth"}) == "run"
+    assert spec.rows["r07_matcher_ransac"].show_config == ("matcher.method", "matcher.solver")
+
+
+def test_paper_numbers_transcribed():
+    vi = P.load_table("table_vi", PARAMS).rows
+    assert vi["r06_sa4depth"].paper == {"abs_rel": 0.080, "a1": 0.928, "fps": 61}
+    assert vi["r02_pixloc_lidar"].paper["abs_rel"] == 0.398 and vi["r09_matcher_posenet"].paper["a1"] == 0.596
+    ii = P.load_table("table_ii", PARAMS).rows
+    assert ii["md2_50"].paper["abs_rel"] == 0.085 and ii["hybrid_depth_ours"].paper["rmse"] == 3.103
+    assert ii["md2_50_v_ours"].paper == {"abs_rel": 0.085, "sq_rel": 0.476, "rmse": 3.782, "rmse_log": 0.133,
+                                         "a1": 0.914, "a2": 0.983, "a3": 0.995}
+    assert ii["packnet"].cited and "[14]" in ii["packnet"].cite
+    assert ii["monovit"].not_implemented and ii["monovit"].paper["abs_rel"] == 0.075
+    vii = P.load_table("table_vii", PARAMS).rows
+    assert [r.paper["abs_rel"] for r in vii.values()] == [0.090, 0.087, 0.099, 0.096, 0.114, 0.110]
+    assert P.load_table("table_i", PARAMS).rows["r2_gt_scaled"].paper["pose_scale_var"] == "GT"
+    assert P.load_table("table_iii", PARAMS).rows["monovit_v_ours"].paper["abs_rel"] == 0.118
+    for t in ("table_iv", "table_v", "table_viii"):            # lost in the text extraction: not invented
+        spec = P.load_table(t, PARAMS)
+        assert spec.paper_values == "unavailable" and all(r.paper is None for r in spec.rows.values())
+
+
+def test_shared_experiments_and_row_lookup_agree():
+    a = load_config(scale="tiny", row="table_ii:md2_50", params=PARAMS).to_dict()
+    b = load_config(scale="tiny", row="table_vi:r01_md2_50", params=PARAMS).to_dict()
+    c = load_config(scale="tiny", row="experiments:md2_50", params=PARAMS).to_dict()
+    for d in (a, b, c):
+        d.pop("meta")
+    assert a == b == c
+    ii = {r.experiment for r in P.scheduled_rows(P.load_table("table_ii", PARAMS))}
+    vi = {r.experiment for r in P.scheduled_rows(P.load_table("table_vi", PARAMS))}
+    assert {"md2_50", "sa4depth_md2_50"} <= ii & vi
+
+
+def test_config_hash_changes_only_for_the_edited_row(tmp_path):
+    shutil.copytree(PARAMS, tmp_path / "params")
+    before = {e: P.config_hash(P.experiment_config(e, "synthetic", "tiny", 0, None, PARAMS)[0])
+              for e in ("abl10_detach_depth", "abl13_no_confidence", "sa4depth_md2_50")}
+    ex = tmp_path / "params" / "experiments.yaml"
+    data = yaml.safe_load(ex.read_text())
+    data["rows"]["abl13_no_confidence"]["set"]["refine.iterations"] = 9
+    ex.write_text(yaml.safe_dump(data))
+    after = {e: P.config_hash(P.experiment_config(e, "synthetic", "tiny", 0, None, tmp_path / "params")[0])
+             for e in before}
+    assert after["abl13_no_confidence"] != before["abl13_no_confidence"]
+    assert after["abl10_detach_depth"] == before["abl10_detach_depth"]
+    assert after["sa4depth_md2_50"] == before["sa4depth_md2_50"]
+
+
+def test_weights_become_overrides(tmp_path):
+    w = tmp_path / "m.pth"
+    w.write_bytes(b"x")
+    cfg, extra = P.experiment_config("abl15_mast3r_features", "synthetic", "tiny", 0, {"mast3r": str(w)}, PARAMS)
+    assert extra == [f"refine.feature_weights={w}"] and cfg["refine"]["feature_weights"] == str(w)
+    cfg, extra = P.experiment_config("abl07_matcher_essential", "synthetic", "tiny", 0, {"superglue": str(w)}, PARAMS)
+    assert cfg["matcher"]["method"] == "superglue"
+    assert P.experiment_config("md2_50", "synthetic", "tiny", 0, {"mast3r": str(w)}, PARAMS)[1] == []
+
+
+def test_dvc_yaml_is_generated_from_params():
+    r = subprocess.run([sys.executable, str(REPO / "workflow" / "scripts" / "make_dvc.py"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    st = dvc["stages"]
+    assert {"data_driving", "run_md2_50", "run_sa4depth_md2_50", "table_vi", "figures"} <= set(st)
+    assert "run_abl15_mast3r_features" not in st      # needs user weights
+    assert st["run_abl05_no_irls"]["params"][-1] == {"params/experiments.yaml": ["rows.sa4depth_md2_50", "rows.abl05_no_irls"]}
+    assert st["table_vi"]["metrics"] == [{"results/tables/table_vi.json": {"cache": False}}]
+    assert "runs/${data}/${scale}/md2_50" in st["run_md2_50"]["outs"]
+
+
+# ----------------------------------------------------------------------------- snakemake
+@needs_snakemake
+def test_dry_run_table_vi_plans_14_runs_and_shares_runs_between_tables(sandbox):
+    r = _snake(sandbox, "-n", "table_vi", "audit_table_vi", "--config", "scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _jobs(r.stdout)
+    assert jobs["train"] == 14 and jobs["evaluate_depth"] == 14 and jobs["bench_infer"] == 14  # 16 rows - 2 without weights
+    assert jobs["synth"] == 1 and jobs["audit"] == 1
+    r = _snake(sandbox, "-n", "table_ii", "table_vi", "table_vii", "--config", "scale=tiny", "seeds=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    exps = set()
+    for t in ("table_ii", "table_vi", "table_vii"):
+        exps |= {row.experiment for row in P.scheduled_rows(P.load_table(t, PARAMS))}
+    assert _jobs(r.stdout)["train"] == 2 * len(exps)    # each shared experiment trains once per seed
+    assert "runs/synthetic/tiny/md2_50/seed1/done.json" in r.stdout
+
+
+@needs_snakemake
+def test_lint_clean_and_schema_rejects_bad_config(sandbox):
+    r = _snake(sandbox, "--lint")
+    assert r.returncode == 0 and "Congratulations" in (r.stdout + r.stderr), (r.stdout + r.stderr)[-3000:]
+    r = _snake(sandbox, "-n", "table_i", "--config", "scale=huge")
+    assert r.returncode != 0 and "huge" in (r.stdout + r.stderr)
+
+
+@needs_snakemake
+def test_slurm_profile_by_name_places_resources(sandbox):
+    r = _snake(sandbox, "--profile", "slurm", "-n", "table_vii", "--config", "scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    train = r.stdout.split("rule train:")[1].split("\n\n")[0]
+    assert "mem_mb=24000" in train and "runtime=1440" in train and "cpus_per_task=8" in train
+    assert "gpu=0" in train                          # cluster_gpus false: no GPU request
+    r = _snake(sandbox, "--profile", "slurm", "-n", "table_vii", "--config", "scale=tiny", "cluster_gpus=true")
+    assert "gpu=1" in r.stdout.split("rule train:")[1].split("\n\n")[0]
+
+
+def test_cli_audit_and_table_without_runs(tmp_path, capsys):
+    from sa4depth.cli import main
+
+    out, js = tmp_path / "a.md", tmp_path / "a.json"
+    assert main(["audit", "table_vi", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--metrics",
+                 str(tmp_path / "m"), "--out", str(out), "--json", str(js), "--strict"]) == 0
+    assert "r16_pixloc_features" in out.read_text() and "not run yet" in out.read_text()
+    assert main(["table", "table_vi", "--scale", "tiny", "--metrics", str(tmp_path / "m"),
+                 "--out-dir", str(tmp_path / "t"), "--quiet"]) == 1
+    assert "depth_eigen_benchmark.json" in capsys.readouterr().err
+    assert main(["table", "table_vi", "--scale", "tiny", "--metrics", str(tmp_path / "m"),
+                 "--out-dir", str(tmp_path / "t"), "--quiet", "--allow-missing"]) == 0
+    assert (tmp_path / "t" / "table_vi.tex").is_file()
+    assert main(["audit", "table_vi", "--weights", "mast3r=/nonexistent.pth", "--out", str(out)]) == 2

@@ -1,0 +1,128 @@
+# Shared helpers: everything path- or row-related comes from sa4depth.report.plan (pure Python), so
+# the tables read exactly the files these rules produce.
+import functools
+import os
+from pathlib import Path
+import sys
+
+from sa4depth.report import plan as P
+
+DATA = config["data"]
+SCALE = config["scale"]
+SEEDS = list(range(int(config["seeds"])))
+CLUSTER_GPUS = str(config["cluster_gpus"]).lower() == "true"
+WEIGHTS = {k: v for k, v in (config.get("weights") or {}).items() if v}
+# Rules call the `sa4depth` CLI of the environment running Snakemake (e.g. .venv/bin/snakemake
+# without an activated venv): put this interpreter's bin directory first on PATH. Jobs inherit it.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+SPECS = {t: P.load_table(f"params/tables/{t}.yaml") for t in P.TABLES}
+FIGURES = ["fig1_scale_factors", "fig3_qualitative_kitti", "fig6_trajectories", "fig10_features"]
+
+
+wildcard_constraints:
+    data="synthetic|real",
+    scale="tiny|smoke|small|full",
+    exp="[A-Za-z0-9_]+",
+    seed="[0-9]+",
+    profile="driving|dynamic|indoor",
+    split="eigen|eigen_benchmark|cityscapes|nyu",
+    table="table_[ivx]+",
+
+
+def res(kind, key):
+    """A resource of a job kind from config['resources']; GPUs only if config['cluster_gpus']."""
+    value = config["resources"][kind][key]
+    if key == "gpu" and not CLUSTER_GPUS:
+        return 0
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def exp_config(exp, data, scale, seed):
+    """(resolved config dict, extra overrides) of an experiment as it trains."""
+    return P.experiment_config(exp, data, scale, int(seed), WEIGHTS)
+
+
+def exp_hash(wc):
+    """Hash of the resolved config: a `params` rerun trigger (changing one row reruns that row only)."""
+    return P.config_hash(exp_config(wc.exp, wc.data, wc.scale, wc.seed)[0])
+
+
+def exp_profile(wc):
+    return P.DATASET_PROFILE[exp_config(wc.exp, wc.data, wc.scale, wc.seed)[0]["data"]["dataset"]]
+
+
+def data_inputs(wc):
+    """The synthetic data an experiment reads (nothing for data=real: `sa4depth prepare` checks it).
+    Wrapped in ancient(): a re-rendered or `dvc pull`ed data set does not retrain by mtime alone."""
+    if wc.data != "synthetic":
+        return []
+    prof = exp_profile(wc)
+    return [ancient(str(P.synth_dir(wc.scale, prof) / ".complete")), ancient(str(P.paths_file(wc.scale, prof)))]
+
+
+def config_files_arg(wc):
+    if wc.data != "synthetic":
+        return ""
+    return f"--config {P.paths_file(wc.scale, exp_profile(wc))}"
+
+
+def extra_overrides(wc):
+    return " ".join(exp_config(wc.exp, wc.data, wc.scale, wc.seed)[1])
+
+
+def table_inputs(table, data=DATA, scale=SCALE):
+    spec = SPECS[table]
+    return [str(P.metrics_path(data, scale, e, s, P.eval_id(spec.evals[en])))
+            for e, s, en in P.table_needs(spec, data, scale, SEEDS, WEIGHTS)]
+
+
+def table_runs(table, data=DATA, scale=SCALE):
+    spec = SPECS[table]
+    return sorted({str(P.run_dir(data, scale, r.experiment, s) / "done.json")
+                   for r in P.scheduled_rows(spec, WEIGHTS) for s in SEEDS})
+
+
+def experiments_evals(data=DATA, scale=SCALE):
+    """{experiment: sorted eval ids} over all tables (scheduled rows only)."""
+    out = {}
+    for spec in SPECS.values():
+        for e, s, en in P.table_needs(spec, data, scale, SEEDS, WEIGHTS):
+            out.setdefault(e, set()).add(P.eval_id(spec.evals[en]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def weights_args():
+    return " ".join(f"--weights {k}={v}" for k, v in sorted(WEIGHTS.items()))
+
+
+def table_outputs(table):
+    return [f"results/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "json")]
+
+
+def run_done(wc):
+    """done.json of the run of these wildcards. NOT ancient(): Snakemake does not propagate a rerun
+    through ancient() inputs, and a retrained run must be re-evaluated in the same invocation."""
+    return str(P.run_dir(wc.data, wc.scale, wc.exp, wc.seed) / "done.json")
+
+
+def run_of(path):
+    """Run directory of a done.json / model.pt path."""
+    return str(Path(path).parent)
+
+
+def metrics_file(exp, eid, seed=0):
+    return str(P.metrics_path(DATA, SCALE, exp, seed, eid))
+
+
+def done_file(exp, seed=0):
+    return str(P.run_dir(DATA, SCALE, exp, seed) / "done.json")
+
+
+def bench_size_args(wc):
+    """`sa4depth bench infer` options: the run's input size; fewer repeats at the CPU scales."""
+    cfg = exp_config(wc.exp, wc.data, wc.scale, wc.seed)[0]
+    args = f"--height {cfg['data']['height']} --width {cfg['data']['width']}"
+    if wc.scale in ("tiny", "smoke"):
+        args += " --warmup 2 --repeats 10"
+    return args

@@ -1,0 +1,153 @@
+# Evaluations of a finished run: one JSON each (metrics + config, git, data_hash, device).
+# Paths: results/metrics/<data>/<scale>/<experiment>/seed<N>/<eval id>.json (sa4depth.report.plan).
+
+
+EVAL_RESOURCES = dict(
+    mem_mb=res("evaluate", "mem_mb"),
+    runtime=res("evaluate", "runtime"),
+    cpus_per_task=res("evaluate", "cpus_per_task"),
+    gpu=res("evaluate", "gpu"),
+    slurm_partition=res("evaluate", "slurm_partition"),
+)
+
+
+rule evaluate_depth:
+    input:
+        done=run_done,
+        data=data_inputs,
+    output:
+        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/depth_{split}.json",
+    log:
+        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/depth_{split}.log",
+    params:
+        config_hash=exp_hash,
+        run=lambda wc, input: run_of(input.done),
+    threads: max(1, config["threads"]["evaluate"])
+    resources:
+        **EVAL_RESOURCES,
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --out {output.json} > {log} 2>&1"
+
+
+rule evaluate_depth_scale_aware:
+    input:
+        done=run_done,
+        data=data_inputs,
+    output:
+        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/depth_{split}_sa.json",
+    log:
+        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/depth_{split}_sa.log",
+    params:
+        config_hash=exp_hash,
+        run=lambda wc, input: run_of(input.done),
+    threads: max(1, config["threads"]["evaluate"])
+    resources:
+        **EVAL_RESOURCES,
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --scale-aware "
+        "--out {output.json} > {log} 2>&1"
+
+
+rule evaluate_scale:
+    input:
+        done=run_done,
+        data=data_inputs,
+    output:
+        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/scale.json",
+    log:
+        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/scale.log",
+    params:
+        config_hash=exp_hash,
+        run=lambda wc, input: run_of(input.done),
+    threads: max(1, config["threads"]["evaluate"])
+    resources:
+        **EVAL_RESOURCES,
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth evaluate scale --run {params.run} --out {output.json} > {log} 2>&1"
+
+
+rule evaluate_odometry:
+    """Table V / Fig. 6: writes odometry.json, odometry_<seq>.png and odometry_traj/<seq>.txt beside it."""
+    input:
+        done=run_done,
+        data=data_inputs,
+    output:
+        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/odometry.json",
+    log:
+        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/odometry.log",
+    params:
+        config_hash=exp_hash,
+        run=lambda wc, input: run_of(input.done),
+    threads: max(1, config["threads"]["evaluate"])
+    resources:
+        **EVAL_RESOURCES,
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth evaluate odometry --run {params.run} --sequence 09 --sequence 10 "
+        "--out {output.json} > {log} 2>&1"
+
+
+rule evaluate_video:
+    input:
+        done=run_done,
+        data=data_inputs,
+    output:
+        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/video.json",
+    log:
+        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/video.log",
+    params:
+        config_hash=exp_hash,
+        run=lambda wc, input: run_of(input.done),
+    threads: max(1, config["threads"]["evaluate"])
+    resources:
+        **EVAL_RESOURCES,
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth evaluate video --run {params.run} --out {output.json} > {log} 2>&1"
+
+
+rule bench_infer:
+    """Depth-net inference FPS (Table VI) at the run's input size (the paper: 640x192 on a T4).
+    The number reflects the node it ran on; tiny/smoke use fewer timing repeats."""
+    input:
+        done=run_done,
+    output:
+        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/infer.json",
+    log:
+        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/infer.log",
+    params:
+        config_hash=exp_hash,
+        run=lambda wc, input: run_of(input.done),
+        size=bench_size_args,
+        torch_threads=config["threads"]["evaluate"],
+    threads: max(1, config["threads"]["evaluate"])
+    resources:
+        **EVAL_RESOURCES,
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth bench infer --run {params.run} {params.size} --threads {params.torch_threads} "
+        "--out {output.json} > {log} 2>&1"
+
+
+rule experiment_summary:
+    """Every evaluation of one experiment (all seeds) in one small JSON: a DVC metrics file."""
+    input:
+        lambda wc: [str(P.metrics_path(wc.data, wc.scale, wc.exp, s, e))
+                    for s in SEEDS for e in experiments_evals(wc.data, wc.scale).get(wc.exp, [])],
+    output:
+        "results/metrics/{data}/{scale}/{exp}.json",
+    log:
+        "logs/summary/{data}/{scale}/{exp}.log",
+    conda:
+        "../envs/sa4depth.yaml"
+    script:
+        "../scripts/summary.py"

@@ -1,0 +1,75 @@
+# Tables, audit and figures are assembled from result files only (localrules: no GPU, seconds).
+
+
+rule table:
+    input:
+        spec="params/tables/{table}.yaml",
+        experiments="params/experiments.yaml",
+        metrics=lambda wc: table_inputs(wc.table),
+        runs=lambda wc: table_runs(wc.table),
+    output:
+        csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables",
+                   labels={"table": "{table}"}),
+        md="results/tables/{table}.md",
+        tex="results/tables/{table}.tex",
+        json="results/tables/{table}.json",
+    log:
+        "logs/tables/{table}.log",
+    params:
+        data=DATA,
+        scale=SCALE,
+        seeds=len(SEEDS),
+        weights=weights_args(),
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth table {wildcards.table} --data {params.data} --scale {params.scale} --seeds {params.seeds} "
+        "{params.weights} --out-dir results/tables --quiet > {log} 2>&1"
+
+
+rule audit:
+    """Config difference of every row from the reference row + run provenance (Table VI)."""
+    input:
+        spec="params/tables/{table}.yaml",
+        experiments="params/experiments.yaml",
+        table="results/tables/{table}.json",
+    output:
+        md=report("results/audit/{table}.md", caption="../report/audit.rst", category="Audit",
+                  labels={"table": "{table}"}),
+        json="results/audit/{table}.json",
+    log:
+        "logs/audit/{table}.log",
+    params:
+        data=DATA,
+        scale=SCALE,
+        seeds=len(SEEDS),
+        weights=weights_args(),
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth audit {wildcards.table} --data {params.data} --scale {params.scale} --seeds {params.seeds} "
+        "{params.weights} --out {output.md} --json {output.json} > {log} 2>&1"
+
+
+# One target per paper table: `snakemake table_vi`. Table VI also writes its ablation audit.
+for _t in P.TABLES:
+
+    rule:
+        name:
+            _t
+        input:
+            table_outputs(_t),
+            [f"results/audit/{_t}.md"] if SPECS[_t].baseline_row else [],
+        localrule: True
+
+
+# `snakemake audit_table_vi`: the audit alone (it needs the table's runs, like the table).
+for _t in [t for t in P.TABLES if SPECS[t].baseline_row]:
+
+    rule:
+        name:
+            f"audit_{_t}"
+        input:
+            f"results/audit/{_t}.md",
+            f"results/audit/{_t}.json",
+        localrule: True
