@@ -268,7 +268,8 @@ def overrides_for(root: Path, dataset: str = "kitti") -> dict:
              "cityscapes": r / "dynamic" / "cityscapes", "nyu": r / "indoor" / "nyu",
              "vkitti2": r / "driving" / "kitti_raw"}
     return {"data.dataset": dataset, "data.splits_dir": str(r / "driving" / "splits"),
-            "data.roots": {k: str(v) for k, v in roots.items()}}
+            "data.roots": {k: str(v) for k, v in roots.items()},
+            "data.odom_train_sequences": ["00", "01"]}  # the odometry sequences fabricated here
 
 
 # ----------------------------------------------------------------------------- Virtual KITTI 2 (release layout)
