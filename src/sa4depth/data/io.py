@@ -199,10 +199,10 @@ def read_velodyne(path: PathLike) -> np.ndarray:
     return raw.reshape(-1, 4)
 
 
-@functools.lru_cache(maxsize=256)
-def _read_kitti_ts_cached(path: str) -> np.ndarray:
+def _read_time_lines(path: str, what: str, parse, expected: str) -> np.ndarray:
+    """Non-empty lines of a time file -> float64 seconds; a bad line names the file and line."""
     p = Path(path)
-    _require(p, "timestamps file")
+    _require(p, what)
     out = []
     with open(p) as f:
         for lineno, line in enumerate(f, 1):
@@ -210,14 +210,22 @@ def _read_kitti_ts_cached(path: str) -> np.ndarray:
             if not s:
                 continue
             try:
-                date, clock = s.split(" ")
-                hms, frac = (clock.split(".") + ["0"])[:2]
-                t = _dt.datetime.strptime(f"{date} {hms}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=_dt.timezone.utc)
-                out.append(t.timestamp() + float("0." + frac))
+                out.append(parse(s))
             except ValueError:
-                raise ValueError(f"{p}:{lineno}: malformed timestamp {s!r} "
-                                 "(expected 'YYYY-MM-DD HH:MM:SS.fffffffff')") from None
+                raise ValueError(f"{p}:{lineno}: malformed time {s!r} (expected {expected})") from None
     return np.asarray(out, dtype=np.float64)
+
+
+def _parse_kitti_timestamp(s: str) -> float:
+    date, clock = s.split(" ")
+    hms, frac = (clock.split(".") + ["0"])[:2]
+    t = _dt.datetime.strptime(f"{date} {hms}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=_dt.timezone.utc)
+    return t.timestamp() + float("0." + frac)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_kitti_ts_cached(path: str) -> np.ndarray:
+    return _read_time_lines(path, "timestamps file", _parse_kitti_timestamp, "'YYYY-MM-DD HH:MM:SS.fffffffff'")
 
 
 def read_kitti_timestamps(path: PathLike) -> np.ndarray:
@@ -227,19 +235,7 @@ def read_kitti_timestamps(path: PathLike) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _read_seconds_cached(path: str) -> np.ndarray:
-    p = Path(path)
-    _require(p, "times file")
-    out = []
-    with open(p) as f:
-        for lineno, line in enumerate(f, 1):
-            s = line.strip()
-            if not s:
-                continue
-            try:
-                out.append(float(s))
-            except ValueError:
-                raise ValueError(f"{p}:{lineno}: malformed time {s!r} (expected seconds)") from None
-    return np.asarray(out, dtype=np.float64)
+    return _read_time_lines(path, "times file", float, "seconds")
 
 
 def read_seconds_file(path: PathLike) -> np.ndarray:
