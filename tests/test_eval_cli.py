@@ -42,7 +42,8 @@ def test_evaluate_depth_external_predictions(tmp_path, capsys):
                "--out", str(out)])
     r = json.loads(out.read_text())
     assert r["metrics"]["abs_rel"] == pytest.approx(np.mean([0.5, 0.75, 5 / 6]), rel=1e-5)
-    assert r["scale"] is None
+    assert r["scale"]["applied"] is False  # ratios measured (Scale Std), not applied
+    assert r["scale"]["scale_mean"] == pytest.approx(4.0, rel=1e-5)
 
 
 @pytest.mark.parametrize("arr, msg", [

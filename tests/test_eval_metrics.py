@@ -95,7 +95,8 @@ def test_eigen_protocol_end_to_end():
     aware = protocol_for_split("eigen", median_scaling=False)
     r2 = evaluate_depth_arrays([pred], [gt], aware)
     assert r2["metrics"]["abs_rel"] == pytest.approx(0.5, rel=1e-6)  # |10-5|/10
-    assert r2["scale"] is None
+    # scale-aware: the ratio is measured (Table II's Scale Std of the M+v rows), not applied
+    assert r2["scale"]["applied"] is False and r2["scale"]["scale_mean"] == pytest.approx(2.0, rel=1e-6)
     bench = protocol_for_split("eigen_benchmark")  # the paper's protocol: Garg crop, (1e-3, 80)
     assert (bench.crop, bench.mask) == ("garg", "range")
     assert evaluate_depth_arrays([pred], [gt], bench)["per_image"][0]["valid"] == 5 * 93

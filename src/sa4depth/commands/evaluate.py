@@ -252,7 +252,8 @@ def _run_depth(args) -> int:
     print(f"   {split}: {res['num_images']} images, median scaling {'on' if median else 'off'}")
     print(format_metrics(res["metrics"]))
     if res["scale"]:
-        print(f"   scale ratios: mean {res['scale']['scale_mean']:.4f} std {res['scale']['scale_std']:.4f}")
+        how = "applied" if res["scale"]["applied"] else "measured, not applied"
+        print(f"   scale ratios ({how}): mean {res['scale']['scale_mean']:.4f} std {res['scale']['scale_std']:.4f}")
     result = {"split": split, "protocol_detail": proto.to_dict(), "predictions": source, "pred_kind": kind,
               **res}
     return _write(args, "depth", f"depth/{split}", result, cfg, data_files, device)

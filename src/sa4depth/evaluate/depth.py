@@ -191,7 +191,9 @@ def evaluate_depth_arrays(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]
                           gt_source: str = "ground truth") -> dict[str, Any]:
     """Score predictions against GT maps under ``protocol``.
 
-    Returns ``{"metrics": mean over images, "scale": ratio statistics (median scaling only),
+    Returns ``{"metrics": mean over images, "scale": statistics of the per-image ratios
+    median(gt)/median(pred) (applied only with median scaling; for scale-aware models they are
+    measured, not applied, so Table II's Scale Std exists for both halves; ``scale["applied"]``),
     "per_image": [{metric: value, "ratio": r, "valid": n}], "num_images", "skipped"}``.
     Images without any valid GT pixel are skipped and listed (never silently).
     """
@@ -224,13 +226,13 @@ def evaluate_depth_arrays(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]
         gv, pv = g[valid], depth[valid]
         if not np.all(np.isfinite(pv)) or np.any(pv <= 0):
             raise ValueError(f"{pred_source}: image #{i}: non-finite or non-positive depth after resizing")
-        pv, ratio = median_scale(gv, pv, protocol.min_depth, protocol.max_depth, protocol.median_scaling)
+        measured = float(np.median(gv) / np.median(pv))  # the scale this image would need
+        pv, _ = median_scale(gv, pv, protocol.min_depth, protocol.max_depth, protocol.median_scaling)
         err = compute_depth_errors(gv, pv)
-        err["ratio"] = ratio
+        err["ratio"] = measured
         err["valid"] = int(valid.sum())
         per_image.append(err)
-        if protocol.median_scaling:
-            ratios.append(ratio)
+        ratios.append(measured)
     if not per_image:
         raise ValueError(f"{gt_source}: no image has valid GT pixels under protocol {protocol.name!r}")
     out: dict[str, Any] = {
@@ -239,7 +241,7 @@ def evaluate_depth_arrays(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]
         "skipped": skipped,
         "per_image": per_image,
     }
-    out["scale"] = scale_ratio_stats(np.array(ratios)) if protocol.median_scaling else None
+    out["scale"] = {**scale_ratio_stats(np.array(ratios)), "applied": bool(protocol.median_scaling)}
     return out
 
 
