@@ -66,25 +66,8 @@ def read_image(path: PathLike) -> Image.Image:
         raise ValueError(f"{path}: unreadable or corrupt image ({e})") from None
 
 
-def read_depth_png(path: PathLike) -> np.ndarray:
-    """uint16 PNG -> float32 metres, ``value / 256``, 0 = invalid (KITTI depth devkit)."""
-    path = Path(path)
-    _require(path, "depth PNG")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable or corrupt depth PNG ({e})") from None
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: depth PNG must be single-channel, got shape {arr.shape}")
-    if arr.dtype not in (np.uint16, np.int32, np.uint8):
-        raise ValueError(f"{path}: depth PNG must be 16-bit, got dtype {arr.dtype}")
-    return arr.astype(np.float32) / 256.0
-
-
-def read_uint16_png(path: PathLike, what: str = "16-bit PNG") -> np.ndarray:
-    """Raw uint16 values of a single-channel PNG (used for Cityscapes disparity)."""
+def _read_single_channel_png(path: PathLike, what: str) -> np.ndarray:
+    """Raw values of a single-channel PNG; a missing, corrupt or multi-channel file names the file."""
     path = Path(path)
     _require(path, what)
     try:
@@ -95,7 +78,20 @@ def read_uint16_png(path: PathLike, what: str = "16-bit PNG") -> np.ndarray:
         raise ValueError(f"{path}: unreadable or corrupt {what} ({e})") from None
     if arr.ndim != 2:
         raise ValueError(f"{path}: {what} must be single-channel, got shape {arr.shape}")
-    return arr.astype(np.float64)
+    return arr
+
+
+def read_depth_png(path: PathLike) -> np.ndarray:
+    """uint16 PNG -> float32 metres, ``value / 256``, 0 = invalid (KITTI depth devkit)."""
+    arr = _read_single_channel_png(path, "depth PNG")
+    if arr.dtype not in (np.uint16, np.int32, np.uint8):
+        raise ValueError(f"{path}: depth PNG must be 16-bit, got dtype {arr.dtype}")
+    return arr.astype(np.float32) / 256.0
+
+
+def read_uint16_png(path: PathLike, what: str = "16-bit PNG") -> np.ndarray:
+    """Raw uint16 values of a single-channel PNG (used for Cityscapes disparity)."""
+    return _read_single_channel_png(path, what).astype(np.float64)
 
 
 def write_depth_png(path: PathLike, depth_m: np.ndarray) -> None:
