@@ -60,6 +60,25 @@ def test_feature_net_outputs(level, blocks):
         FeatureNet(feature_level=2, vgg_blocks=2)
 
 
+def test_feature_net_half_width_trunk(tmp_path):
+    """refine.vgg_width scales the VGG trunk's channels (smoke scale) and refuses ImageNet weights."""
+    full = FeatureNet(feature_dim=8, feature_level=1, vgg_blocks=2, decoder_channels=32)
+    half = FeatureNet(feature_dim=8, feature_level=1, vgg_blocks=2, decoder_channels=32, vgg_width=0.5)
+    assert half.encoder.channels == [32, 64] and full.encoder.channels == [64, 128]
+    assert half.encoder.features[0].weight.shape == (32, 3, 3, 3)
+    n_full = sum(p.numel() for p in full.encoder.parameters())
+    n_half = sum(p.numel() for p in half.encoder.parameters())
+    assert 0.2 < n_half / n_full < 0.3  # conv weights scale with width**2
+    f, c = half(torch.rand(2, 3, 32, 96))
+    assert f.shape == (2, 8, 16, 48) and c.shape == (2, 1, 16, 48)
+    weights = tmp_path / "vgg19.pth"
+    torch.save(VGG19Features(2).state_dict(), weights)
+    with pytest.raises(ValueError, match="vgg_width=1.0"):
+        FeatureNet(feature_dim=8, feature_level=1, vgg_blocks=2, vgg_weights=weights, vgg_width=0.5)
+    with pytest.raises(ValueError, match="width"):
+        VGG19Features(2, width=0.0)
+
+
 class _TinyExtractor(torch.nn.Module):
     """Stands in for an exported MASt3R / PixLoc extractor (features only, or with confidence)."""
 

@@ -136,7 +136,8 @@ def _features(args) -> Path:
                          f"stored: {sorted((modules.get('extra') or {}).keys())})")
     r = cfg.refine
     net = FeatureNet(feature_dim=r.feature_dim, feature_level=r.feature_level,
-                     vgg_blocks=r.get("vgg_blocks", 4), decoder_channels=r.get("decoder_channels", 128))
+                     vgg_blocks=r.get("vgg_blocks", 4), decoder_channels=r.get("decoder_channels", 128),
+                     vgg_width=r.get("vgg_width", 1.0))
     try:
         net.load_state_dict(sd)
     except RuntimeError as e:

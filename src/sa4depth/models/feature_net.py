@@ -37,6 +37,7 @@ class FeatureNet(nn.Module):
         feature_level: output stride exponent (``cfg.refine.feature_level``, 0..3).
         vgg_blocks: VGG blocks kept in the encoder (> feature_level; ``cfg.refine.vgg_blocks``).
         decoder_channels: upper bound on decoder widths (``cfg.refine.decoder_channels``).
+        vgg_width: channel multiplier of the VGG trunk (``cfg.refine.vgg_width``; 1 = VGG-19).
         vgg_weights: optional local torchvision ``vgg19`` state-dict file (ImageNet init).
     """
 
@@ -47,6 +48,7 @@ class FeatureNet(nn.Module):
         vgg_blocks: int = 4,
         decoder_channels: int = 128,
         vgg_weights: str | os.PathLike | None = None,
+        vgg_width: float = 1.0,
     ):
         super().__init__()
         if vgg_blocks <= feature_level:
@@ -54,8 +56,11 @@ class FeatureNet(nn.Module):
                 f"FeatureNet: refine.vgg_blocks={vgg_blocks} must exceed refine.feature_level={feature_level}"
             )
         self.feature_level = feature_level
-        self.encoder = VGG19Features(vgg_blocks)
+        self.encoder = VGG19Features(vgg_blocks, width=vgg_width)
         if vgg_weights is not None:
+            if vgg_width != 1.0:
+                raise ValueError(f"FeatureNet: refine.vgg_weights={vgg_weights} are ImageNet VGG-19 weights, which "
+                                 f"need refine.vgg_width=1.0 (got {vgg_width})")
             load_vgg19_weights(self.encoder, vgg_weights)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

@@ -32,25 +32,31 @@ class VGG19Features(nn.Module):
     """``features`` part of VGG-19 truncated to the first ``num_blocks`` (1..5) blocks.
 
     Input: images (B,3,H,W) already ImageNet-normalised. Output: list of ``num_blocks`` maps.
+    ``width < 1`` scales every layer's channels (at least 8): a cheaper trunk for CPU-scale runs
+    that cannot load ImageNet weights (ours; the paper's VGG-19 is ``width=1``).
     """
 
-    def __init__(self, num_blocks: int = 5):
+    def __init__(self, num_blocks: int = 5, width: float = 1.0):
         super().__init__()
         if not 1 <= num_blocks <= len(VGG19_CFG):
             raise ValueError(f"VGG19Features: num_blocks must be in 1..5, got {num_blocks}")
+        if not 0.0 < width <= 1.0:
+            raise ValueError(f"VGG19Features: width must be in (0, 1], got {width}")
         self.num_blocks = num_blocks
+        self.width = float(width)
         layers: list[nn.Module] = []
         self.block_ends: list[int] = []  # index (exclusive) of the last ReLU of each block
         cin = 3
         for b, widths in enumerate(VGG19_CFG[:num_blocks]):
             if b > 0:
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            for cout in widths:
+            for c in widths:
+                cout = max(8, int(round(c * width)))
                 layers += [nn.Conv2d(cin, cout, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
                 cin = cout
             self.block_ends.append(len(layers))
         self.features = nn.Sequential(*layers)
-        self.channels = [w[-1] for w in VGG19_CFG[:num_blocks]]
+        self.channels = [max(8, int(round(w[-1] * width))) for w in VGG19_CFG[:num_blocks]]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []

@@ -95,6 +95,7 @@ class SA4DepthRefiner(nn.Module):
                 vgg_blocks=rc.vgg_blocks,
                 decoder_channels=rc.decoder_channels,
                 vgg_weights=rc.vgg_weights,
+                vgg_width=rc.vgg_width,
             )
         elif rc.features in ("mast3r", "pixloc"):
             from sa4depth.refine.pretrained import load_pretrained_extractor
