@@ -123,6 +123,16 @@ def test_resolved_config_roundtrip(tmp_path):
     assert yaml.safe_load(path.read_text())["seed"] == 3
 
 
+def test_run_config_file_works_as_config_input(tmp_path):
+    """A run's resolved config.yaml (with its meta provenance block) fed back with --config
+    reproduces the same settings."""
+    cfg = load_config(scale="tiny", overrides=["seed=3", "train.lr=3e-4"], params=PARAMS)
+    path = save_config(cfg, tmp_path / "run" / "config.yaml")
+    again = load_config(scale="tiny", files=[path], params=PARAMS)
+    strip = lambda c: {k: v for k, v in c.to_dict().items() if k != "meta"}  # noqa: E731
+    assert strip(again) == strip(cfg)
+
+
 def test_cli_reports_config_errors(capsys):
     from sa4depth.cli import main
 

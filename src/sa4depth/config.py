@@ -416,7 +416,8 @@ def load_config(
         apply(delta, f"{tpath} (row {row_name})")
         layers.append(f"{tpath}:{'>'.join(chain)}")
     for f in files:
-        apply(_flatten(load_yaml(f)), str(f))
+        # a run's own config.yaml works as a --config file: its provenance block is not a setting
+        apply({k: v for k, v in _flatten(load_yaml(f)).items() if not k.startswith("meta.")}, str(f))
         layers.append(str(f))
     ov = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
     ov_flat = dict(ov)

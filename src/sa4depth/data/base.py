@@ -33,7 +33,7 @@ from PIL import Image
 from . import transforms as T
 from .io import read_depth_png, read_image
 
-__all__ = ["FrameRef", "SampleInfo", "MonoDataset"]
+__all__ = ["FrameRef", "SampleInfo", "MonoDataset", "TestListDataset"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,32 @@ class MonoDataset(torch.utils.data.Dataset):
         out["flipped"] = bool(do_flip)
         out["color_augmented"] = bool(do_color_aug)
         return out
+
+
+class TestListDataset(MonoDataset):
+    """Single test frames listed in a split file (Cityscapes, NYU): ``items`` holds one entry per
+    line, built by :meth:`_parse_split`, which yields ``(line_no, item, image_path)``. A line whose
+    image does not exist fails with the split file, the line and the image named."""
+
+    def __init__(self, root: str | os.PathLike, split_file: str | os.PathLike, **kw):
+        kw["frame_ids"] = [0]
+        kw["is_train"] = False
+        super().__init__(**kw)
+        self.root = Path(root)
+        self.split_file = Path(split_file)
+        self.items: list = []
+        for ln, item, img in self._parse_split():
+            if not img.is_file():
+                raise FileNotFoundError(f"{self.split_file}:{ln}: test image {img} does not exist")
+            self.items.append(item)
+        if not self.items:
+            raise ValueError(f"{self.split_file}: split file lists no samples")
+
+    def _parse_split(self):  # pragma: no cover - overridden
+        raise TypeError(f"{type(self).__name__} must define _parse_split()")
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 def pose_norm_between(Twc: dict[int, np.ndarray], frame_ids: Sequence[int]) -> dict[int, float]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FrameRef, MonoDataset, SampleInfo, pose_norm_between
+from .base import FrameRef, MonoDataset, SampleInfo, TestListDataset, pose_norm_between
 from .io import read_cam_txt, read_poses_file, read_split_file, read_uint16_png
 
 __all__ = ["CityscapesTripletDataset", "CityscapesTestDataset", "load_cityscapes_gt_depth",
@@ -133,26 +133,12 @@ def cityscapes_test_ref(root: Path, city: str, name: str) -> FrameRef:
     return FrameRef(str(cityscapes_test_image(root, city, name)), keep_top=CITYSCAPES_TEST_KEEP_TOP)
 
 
-class CityscapesTestDataset(MonoDataset):
+class CityscapesTestDataset(TestListDataset):
     """Single test frames (cropped like ManyDepth), K from the camera json, full-size GT depth."""
 
-    def __init__(self, root: str | os.PathLike, split_file: str | os.PathLike, **kw):
-        kw["frame_ids"] = [0]
-        kw["is_train"] = False
-        super().__init__(**kw)
-        self.root = Path(root)
-        self.split_file = Path(split_file)
-        self.items = []
+    def _parse_split(self):
         for ln, city, name in read_cityscapes_split(self.split_file):
-            img = cityscapes_test_image(self.root, city, name)
-            if not img.is_file():
-                raise FileNotFoundError(f"{self.split_file}:{ln}: test image {img} does not exist")
-            self.items.append((city, name))
-        if not self.items:
-            raise ValueError(f"{self.split_file}: split file lists no samples")
-
-    def __len__(self) -> int:
-        return len(self.items)
+            yield ln, (city, name), cityscapes_test_image(self.root, city, name)
 
     def describe(self, index: int) -> SampleInfo:
         city, name = self.items[index]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .base import FrameRef, MonoDataset, SampleInfo, depth_png_loader, pose_norm_between
+from .base import FrameRef, MonoDataset, SampleInfo, TestListDataset, depth_png_loader, pose_norm_between
 from .io import read_depth_png, read_poses_file, read_split_file
 
 __all__ = ["NyuTrainDataset", "NyuTestDataset", "read_nyu_intrinsics", "load_nyu_gt_depth", "nyu_train_image"]
@@ -113,26 +113,12 @@ def load_nyu_gt_depth(root: str | os.PathLike, ident: str) -> np.ndarray:
     return read_depth_png(nyu_test_paths(Path(root), ident)[1])
 
 
-class NyuTestDataset(MonoDataset):
+class NyuTestDataset(TestListDataset):
     """The labelled NYU test images with their GT depth."""
 
-    def __init__(self, root: str | os.PathLike, split_file: str | os.PathLike, **kw):
-        kw["frame_ids"] = [0]
-        kw["is_train"] = False
-        super().__init__(**kw)
-        self.root = Path(root)
-        self.split_file = Path(split_file)
-        self.items = []
+    def _parse_split(self):
         for ln, fields in read_split_file(self.split_file, 1, 1):
-            rgb, _ = nyu_test_paths(self.root, fields[0])
-            if not rgb.is_file():
-                raise FileNotFoundError(f"{self.split_file}:{ln}: test image {rgb} does not exist")
-            self.items.append(fields[0])
-        if not self.items:
-            raise ValueError(f"{self.split_file}: split file lists no samples")
-
-    def __len__(self) -> int:
-        return len(self.items)
+            yield ln, fields[0], nyu_test_paths(self.root, fields[0])[0]
 
     def describe(self, index: int) -> SampleInfo:
         ident = self.items[index]

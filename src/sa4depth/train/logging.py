@@ -30,12 +30,7 @@ class CSVLog:
                 self.fields = list(reader.fieldnames or []) or None
                 rows = [r for r in reader if r.get("step") and int(r["step"]) <= resume_step]
             if self.fields:
-                tmp = self.path.with_name(self.path.name + ".tmp")
-                with open(tmp, "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=self.fields)
-                    w.writeheader()
-                    w.writerows(rows)
-                os.replace(tmp, self.path)
+                self._rewrite(rows)
         elif self.path.exists():
             self.path.unlink()
 
@@ -52,7 +47,6 @@ class CSVLog:
             csv.DictWriter(f, fieldnames=self.fields).writerow({k: row.get(k, "") for k in self.fields})
             f.flush()
 
-
     def _widen(self, extra: list[str]) -> None:
         assert self.fields is not None
         with open(self.path, newline="") as f:
@@ -60,6 +54,11 @@ class CSVLog:
         # keep "lr" and "time" last, as in a row built by the trainer
         tail = [k for k in ("lr", "time") if k in self.fields]
         self.fields = [k for k in self.fields if k not in tail] + extra + tail
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        """Replace the file atomically by ``rows`` under the current header."""
+        assert self.fields is not None
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields)

@@ -126,6 +126,8 @@ class SelfSupModel(nn.Module):
         self.sources = [f for f in self.frame_ids if f != 0]
         self.scales = [int(s) for s in cfg.model.scales]
         self.use_pose_net = uses_pose_net(cfg) and pose is not None
+        #: optimiser steps taken so far; the trainer sets it before each forward (loss.automask_after)
+        self.step = 0
         if uses_pose_net(cfg) and pose is None:
             raise ValueError("this config trains a pose net but none was given")
         if cfg.refine.enabled and not cfg.matcher.enabled and refiner is None:
@@ -267,12 +269,13 @@ class SelfSupModel(nn.Module):
 
         # ---- photometric + smoothness (Monodepth2 compute_losses)
         identity = {f: inputs[("color", f, 0)] for f in self.sources}
+        automask = bool(lc.automask) and (not self.training or self.step >= int(lc.automask_after))
         photo_total = torch.zeros((), device=target.device)
         smooth_total = torch.zeros((), device=target.device)
         for s in self.scales:
             warped = {f: warp(inputs[("color", f, 0)], warp_depths[s], T_warp[f].to(target.dtype), K, inv_K)
                       for f in self.sources}
-            l_photo, _ = reprojection_loss(warped, identity, target, automask=lc.automask,
+            l_photo, _ = reprojection_loss(warped, identity, target, automask=automask,
                                            min_reprojection=lc.min_reprojection, ssim_weight=lc.ssim_weight)
             disp_s = disps[("disp", s)]
             l_smooth = smoothness_loss(disp_s, inputs[("color", 0, s)])

@@ -342,6 +342,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
             loader = make_train_loader(dataset, sampler, cfg.data.num_workers, pin_memory=device.type == "cuda")
             for batch in loader:
                 inputs = batch_to_device(batch, device, non_blocking=True)
+                model.step = step  # optimiser steps taken so far (loss.automask_after)
                 with autocast():
                     loss, logs = ddp_model(inputs)
                 if not torch.isfinite(loss):
