@@ -1,7 +1,7 @@
 """Training speed and memory: Md2-18 / Md2-50 at each scale, and SA4Depth's step-time overhead.
 
     sa4depth bench train [--layers 18 50] [--scale tiny smoke small full] [--sa4depth]
-                         [--device auto|cpu|cuda] [--steps N] [--warmup N] [--threads N] [--json OUT]
+                         [--device auto|cpu|cuda] [--steps N] [--warmup N] [--threads N] [--set KEY=VALUE] [--json OUT]
 
 Each configuration runs in a fresh child process (so peak memory is its own): the training
 model of that scale (``cfg.data.height x width``, ``cfg.train.batch_size``) takes ``--warmup``
@@ -30,6 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--data", default="synthetic")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every configuration, e.g. refine.vgg_width=1.0 (repeatable)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results here")
 
 
@@ -75,7 +77,7 @@ def _measure(job: dict) -> dict:
     over = [f"model.depth_layers={job['layers']}", f"train.device={job['device']}"]
     if job["sa4depth"]:
         over += ["refine.enabled=true", "loss.pose_self_sup=1.0"]
-    cfg = load_config(data=job["data"], scale=job["scale"], overrides=over)
+    cfg = load_config(data=job["data"], scale=job["scale"], overrides=over + list(job.get("overrides", [])))
     device = resolve_device(cfg.train.device)
     torch.manual_seed(0)
     model = build_train_model(cfg).to(device).train()
@@ -119,7 +121,8 @@ def _measure(job: dict) -> dict:
             "threads": torch.get_num_threads(), "batch_size": cfg.train.batch_size,
             "height": cfg.data.height, "width": cfg.data.width, "step_s": dt, "steps_per_s": 1.0 / dt,
             "images_per_s": cfg.train.batch_size / dt, "peak_mem_mb": peak_mb, "mem_kind": mem_kind,
-            "amp": use_amp, "params_trained": sum(p.numel() for p in params)}
+            "amp": use_amp, "params_trained": sum(p.numel() for p in params),
+            "overrides": list(job.get("overrides", []))}
 
 
 def _child(job: dict, q) -> None:
@@ -134,8 +137,8 @@ def run(args) -> int:
 
     from sa4depth.config import load_config
 
-    for s in args.scale:  # fail fast on a bad preset name
-        load_config(data=args.data, scale=s)
+    for s in args.scale:  # fail fast on a bad preset name or override
+        load_config(data=args.data, scale=s, overrides=args.overrides)
     if args.steps < 1:
         raise ValueError(f"--steps {args.steps}: must be >= 1")
     ctx = mp.get_context("spawn")
@@ -145,7 +148,8 @@ def run(args) -> int:
         for layers in args.layers:
             for sa in variants:
                 job = dict(layers=layers, scale=scale, sa4depth=sa, device=args.device, steps=args.steps,
-                           warmup=args.warmup, threads=args.threads, amp=args.amp, data=args.data)
+                           warmup=args.warmup, threads=args.threads, amp=args.amp, data=args.data,
+                           overrides=list(args.overrides))
                 q = ctx.Queue()
                 p = ctx.Process(target=_child, args=(job, q))
                 p.start()

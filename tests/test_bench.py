@@ -1,0 +1,25 @@
+"""`sa4depth bench train` runs, reports what it timed, and applies --set overrides (no timing asserted)."""
+from __future__ import annotations
+
+import json
+
+from sa4depth.cli import main
+
+
+def test_bench_train_json_and_overrides(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "train", "--layers", "18", "--scale", "tiny", "--sa4depth", "--steps", "1", "--warmup", "0",
+            "--threads", "1", "--set", "refine.vgg_blocks=2", "--set", "refine.vgg_width=0.5", "--json", str(out)]
+    assert main(argv) == 0
+    res = json.loads(out.read_text())["results"]
+    assert [r["sa4depth"] for r in res] == [False, True]
+    base, sa = res
+    assert base["steps_per_s"] > 0 and base["images_per_s"] == base["steps_per_s"] * base["batch_size"]
+    assert (base["height"], base["width"], base["batch_size"]) == (32, 96, 2)
+    assert sa["overrides"] == ["refine.vgg_blocks=2", "refine.vgg_width=0.5"]
+    # the override reached the child: a 2-block half-width feature net trains fewer parameters than 4 full blocks
+    full = tmp_path / "full.json"
+    assert main(argv[:-6] + ["--json", str(full)]) == 0
+    sa_full = json.loads(full.read_text())["results"][1]
+    assert sa["params_trained"] < sa_full["params_trained"]
+    assert sa["overhead_vs_baseline"] > 0
