@@ -134,10 +134,7 @@ def _features(args) -> Path:
     if sd is None:
         raise ValueError(f"{mp}: no learned feature net stored (needs an SA4Depth run with refine.features=learned; "
                          f"stored: {sorted((modules.get('extra') or {}).keys())})")
-    r = cfg.refine
-    net = FeatureNet(feature_dim=r.feature_dim, feature_level=r.feature_level,
-                     vgg_blocks=r.get("vgg_blocks", 4), decoder_channels=r.get("decoder_channels", 128),
-                     vgg_width=r.get("vgg_width", 1.0))
+    net = FeatureNet.from_config(cfg.refine, load_weights=False)
     try:
         net.load_state_dict(sd)
     except RuntimeError as e:

@@ -77,6 +77,20 @@ class FeatureNet(nn.Module):
         self.feature_head = nn.Conv2d(cin, feature_dim, 1)
         self.confidence_head = nn.Conv2d(cin, 1, 1)
 
+    @classmethod
+    def from_config(cls, refine, load_weights: bool = True) -> "FeatureNet":
+        """The feature net described by ``cfg.refine``. ``load_weights=False`` skips the ImageNet
+        file (the weights then come from a model file); keys missing from an older run's config
+        take the values they had before they existed."""
+        return cls(
+            feature_dim=refine["feature_dim"],
+            feature_level=refine["feature_level"],
+            vgg_blocks=refine.get("vgg_blocks", 4),
+            decoder_channels=refine.get("decoder_channels", 128),
+            vgg_weights=refine.get("vgg_weights") if load_weights else None,
+            vgg_width=refine.get("vgg_width", 1.0),
+        )
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = (images - self.mean) / self.std
         skips = self.encoder(x)

@@ -46,6 +46,7 @@ class VGG19Features(nn.Module):
         self.width = float(width)
         layers: list[nn.Module] = []
         self.block_ends: list[int] = []  # index (exclusive) of the last ReLU of each block
+        self.channels: list[int] = []  # output channels of each kept block
         cin = 3
         for b, widths in enumerate(VGG19_CFG[:num_blocks]):
             if b > 0:
@@ -55,8 +56,8 @@ class VGG19Features(nn.Module):
                 layers += [nn.Conv2d(cin, cout, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
                 cin = cout
             self.block_ends.append(len(layers))
+            self.channels.append(cin)
         self.features = nn.Sequential(*layers)
-        self.channels = [max(8, int(round(w[-1] * width))) for w in VGG19_CFG[:num_blocks]]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []

@@ -89,14 +89,7 @@ class SA4DepthRefiner(nn.Module):
         if rc.features == "learned":
             from sa4depth.models.feature_net import FeatureNet
 
-            self.extractor = FeatureNet(
-                feature_dim=rc.feature_dim,
-                feature_level=rc.feature_level,
-                vgg_blocks=rc.vgg_blocks,
-                decoder_channels=rc.decoder_channels,
-                vgg_weights=rc.vgg_weights,
-                vgg_width=rc.vgg_width,
-            )
+            self.extractor = FeatureNet.from_config(rc)
         elif rc.features in ("mast3r", "pixloc"):
             from sa4depth.refine.pretrained import load_pretrained_extractor
 
