@@ -70,7 +70,7 @@ def _measure(job: dict) -> dict:
     import torch
 
     from sa4depth.config import load_config
-    from sa4depth.train.trainer import build_train_model, resolve_device
+    from sa4depth.train.trainer import build_train_model, make_optimizer, resolve_device
 
     if job["threads"] > 0:
         torch.set_num_threads(job["threads"])
@@ -82,7 +82,7 @@ def _measure(job: dict) -> dict:
     torch.manual_seed(0)
     model = build_train_model(cfg).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.train.lr)
+    opt = make_optimizer(params, cfg.train, device)
     use_amp = job["amp"] and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     batch = random_batch(cfg, device)

@@ -109,6 +109,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_optimizer(params: list[nn.Parameter], tc: Config, device: torch.device) -> torch.optim.Optimizer:
+    """``train.optimizer``: Adam(``train.lr``) or SGD. Adam is torch's fused implementation on CPU
+    and CUDA: the same update as the per-parameter loop, in one kernel. On 2 CPU cores the loop was
+    a third of a smoke-scale step (300 of 950 ms for Md2-18, torch.profiler)."""
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(params, lr=tc.lr, fused=device.type in ("cpu", "cuda"))
+    return torch.optim.SGD(params, lr=tc.lr)
+
+
 def build_train_model(cfg: Config) -> SelfSupModel:
     """Depth/pose nets from :func:`sa4depth.models.build_models` (+ the SA4Depth refiner)."""
     from sa4depth.models.io import build_models
@@ -264,8 +273,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
         model = convert_batchnorm(model, info, device.type)
     model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = (torch.optim.Adam(params, lr=tc.lr) if tc.optimizer == "adam"
-                 else torch.optim.SGD(params, lr=tc.lr))
+    optimizer = make_optimizer(params, tc, device)
 
     dataset = SeededDataset(train_set if train_set is not None else _load_dataset(cfg), int(cfg.seed))
     n = len(dataset)
