@@ -49,7 +49,6 @@ rule all:
     default_target: True
     input:
         [table_outputs(t) for t in P.TABLES],
-        [table_inputs(t) for t in P.TABLES],  # see the per-table targets (workflow/rules/tables.smk)
         "results/audit/table_vi.md",
         expand("results/figures/{fig}.png", fig=FIGURES),
         [f"results/metrics/{DATA}/{SCALE}/{e}.json" for e in experiments_evals()],

@@ -169,6 +169,22 @@ def test_dry_run_table_vi_plans_14_runs_and_shares_runs_between_tables(sandbox):
 
 
 @needs_snakemake
+def test_table_target_runs_its_rows_when_the_committed_table_is_present(tmp_path):
+    """Tables are committed to git; in a fresh clone (no runs, no metrics) `snakemake table_i` must
+    still plan the rows' trainings instead of "Nothing to be done" on the present table."""
+    for name in ("Snakefile", "workflow", "params"):
+        (tmp_path / name).symlink_to(REPO / name)
+    tables = tmp_path / "results" / "tables"
+    tables.mkdir(parents=True)
+    for ext in ("csv", "md", "tex", "json"):
+        (tables / f"table_i.{ext}").write_text("committed\n")
+    r = _snake(tmp_path, "-n", "table_i", "--config", "scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _jobs(r.stdout)
+    assert jobs.get("train") == 5 and jobs.get("table") == 1
+
+
+@needs_snakemake
 def test_lint_clean_and_schema_rejects_bad_config(sandbox):
     r = _snake(sandbox, "--lint")
     assert r.returncode == 0 and "Congratulations" in (r.stdout + r.stderr), (r.stdout + r.stderr)[-3000:]
