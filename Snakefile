@@ -31,6 +31,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 localrules:
@@ -43,6 +44,8 @@ localrules:
     experiment_summary,
     fig1_scale_factors,
     fig6_trajectories,
+    claims_ledger,
+    fig_monitor,
 
 
 rule all:
@@ -52,3 +55,4 @@ rule all:
         "results/audit/table_vi.md",
         expand("results/figures/{fig}.png", fig=FIGURES),
         [f"results/metrics/{DATA}/{SCALE}/{e}.json" for e in experiments_evals()],
+        rules.claims.input,

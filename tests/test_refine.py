@@ -278,7 +278,7 @@ def test_gradients_reach_depth_features_damping(detach):
     loss = sum(se3_log(Tr[f]).pow(2).sum() for f in Tr)
     loss.backward()
     assert torch.isfinite(T_init[1].grad).all() and T_init[1].grad.abs().sum() > 0
-    assert ref.log_damping.grad is not None and ref.log_damping.grad.abs().sum() > 0
+    assert ref.damping_logit.grad is not None and ref.damping_logit.grad.abs().sum() > 0
     conv = ref.extractor.feature_head.weight.grad
     assert conv is not None and conv.abs().sum() > 0
     assert ref.extractor.confidence_head.weight.grad.abs().sum() > 0
@@ -293,7 +293,7 @@ def test_gradients_reach_depth_features_damping(detach):
 def test_fixed_damping_and_bad_config():
     cfg = load_config(data="synthetic", scale="tiny", overrides=["refine.learnable_damping=false", "refine.features=image"])
     ref = SA4DepthRefiner(cfg)
-    assert not any(p is ref.log_damping for p in ref.parameters())
+    assert not any(p is ref.damping_logit for p in ref.parameters())
     torch.testing.assert_close(ref.damping, torch.full((6,), 1e-3))
     cfg = load_config(data="synthetic", scale="tiny", overrides=["refine.damping_init=1e3"])
     with pytest.raises(ValueError, match="damping_init"):

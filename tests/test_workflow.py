@@ -169,6 +169,28 @@ def test_dry_run_table_vi_plans_14_runs_and_shares_runs_between_tables(sandbox):
 
 
 @needs_snakemake
+def test_dry_run_claims_trains_each_claims_seeds_once_and_keys_its_output(sandbox):
+    from sa4depth.report.claims import load_claims
+
+    claims = load_claims(PARAMS / "claims.yaml")["claims"]
+    need = {}
+    for c in claims:
+        for m in c.comparisons:
+            for e in (m.a, m.b):
+                need[e] = max(need.get(e, 0), c.seeds)
+    r = _snake(sandbox, "-n", "claims", "--config", "claims_scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _jobs(r.stdout)
+    assert jobs["train"] == sum(need.values())  # runs shared by claims train once per seed
+    assert jobs["claims_ledger"] == 1 and jobs["fig_monitor"] == 1
+    assert "results/claims/synthetic-tiny/claims.json" in r.stdout  # never the committed ledger
+    assert "runs/synthetic/tiny/md2_18/seed4/done.json" in r.stdout
+    r = _snake(sandbox, "-n", "claim_C2", "--config", "claims_scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _jobs(r.stdout)["train"] == 10
+
+
+@needs_snakemake
 def test_table_target_runs_its_rows_when_the_committed_table_is_present(tmp_path):
     """Tables are committed to git; in a fresh clone (no runs, no metrics) `snakemake table_i` must
     still plan the rows' trainings instead of "Nothing to be done" on the present table."""

@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "table": "assemble a paper table from result files",
     "figure": "draw a paper figure from result files",
     "audit": "write the ablation audit report",
+    "claims": "answer the paper's claims from per-seed results (paired intervals, computed verdicts)",
 }
 
 

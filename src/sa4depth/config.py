@@ -458,7 +458,7 @@ def load_resolved(path: str | os.PathLike) -> Config:
 def add_config_args(parser) -> None:
     g = parser.add_argument_group("configuration")
     g.add_argument("--data", default="synthetic", help="data preset in params/data/ (default: synthetic)")
-    g.add_argument("--scale", default="smoke", help="scale preset in params/scale/ (tiny|smoke|small|full)")
+    g.add_argument("--scale", default="smoke", help="scale preset in params/scale/ (tiny|smoke|study|small|full)")
     g.add_argument("--row", default=None, help="experiment row TABLE:ROW, e.g. table_vi:r06_sa4depth")
     g.add_argument("--config", action="append", default=[], metavar="FILE", help="extra YAML merged after the row")
     g.add_argument("overrides", nargs="*", metavar="key=value", help="final overrides, e.g. train.lr=1e-3")

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 import sys
 
+from sa4depth.report import claims as CL
 from sa4depth.report import plan as P
 
 DATA = config["data"]
@@ -21,7 +22,7 @@ FIGURES = ["fig1_scale_factors", "fig3_qualitative_kitti", "fig6_trajectories", 
 
 wildcard_constraints:
     data="synthetic|real",
-    scale="tiny|smoke|small|full",
+    scale="tiny|smoke|study|small|full",
     exp="[A-Za-z0-9_]+",
     seed="[0-9]+",
     profile="driving|dynamic|indoor",
@@ -123,6 +124,31 @@ def bench_size_args(wc):
     """`sa4depth bench infer` options: the run's input size; fewer repeats at the CPU scales."""
     cfg = exp_config(wc.exp, wc.data, wc.scale, wc.seed)[0]
     args = f"--height {cfg['data']['height']} --width {cfg['data']['width']}"
-    if wc.scale in ("tiny", "smoke"):
+    if wc.scale in ("tiny", "smoke", "study"):
         args += " --warmup 2 --repeats 10"
     return args
+
+
+# ----------------------------------------------------------------------------- the claims ledger (claims.smk)
+CLAIMS = CL.load_claims("params/claims.yaml")
+CLAIMS_SCALE = config.get("claims_scale") or CLAIMS["scale"]
+CLAIMS_OUT = ("results/claims" if (DATA, CLAIMS_SCALE) == ("synthetic", CLAIMS["scale"])
+              else f"results/claims/{DATA}-{CLAIMS_SCALE}")
+# the monitor figure: Md2-18 vs Md2-18 + SA4Depth, every seed of the headline claim
+MONITOR_RUNS = {"Md2-18": "md2_18", "Md2-18 + SA4Depth": "sa4depth_md2_18"}
+MONITOR_SEEDS = max([c.seeds for c in CLAIMS["claims"] if c.id == "C2"] or [3])
+
+
+def claim_files(ids=None):
+    chosen = [c for c in CLAIMS["claims"] if ids is None or c.id in ids]
+    return CL.claim_inputs(chosen, DATA, CLAIMS_SCALE)
+
+
+def monitor_runs():
+    return [str(P.run_dir(DATA, CLAIMS_SCALE, e, s) / "done.json")
+            for e in MONITOR_RUNS.values() for s in range(MONITOR_SEEDS)]
+
+
+def monitor_args(wc, input):
+    labels = [lab for lab in MONITOR_RUNS for _ in range(MONITOR_SEEDS)]
+    return " ".join(f"--run '{lab}={run_of(f)}'" for lab, f in zip(labels, input))

@@ -6,6 +6,7 @@ networks of finished runs).
   sa4depth figure trajectories  --json LABEL=ODOMETRY_EVAL.json ... --out PNG  (Fig. 6)
   sa4depth figure features      --run RUN_DIR --out PNG                          (Fig. 10)
   sa4depth figure montage       --panel LABEL=PNG ... --out PNG
+  sa4depth figure monitor       --run LABEL=RUN_DIR ... --out PNG                (scale-alignment monitor)
 """
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run directory of an SA4Depth run (refine.enabled)")
     p.add_argument("--index", type=int, default=0, help="validation sample index")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("monitor", help="scale-alignment monitor curves (log.csv of runs) against step")
+    p.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR",
+                   help="a run directory (or its log.csv); repeat a LABEL for its seeds")
+    p.add_argument("--title", default="", help="figure title")
+    p.add_argument("--out", required=True, help="output PNG")
 
 
 def run(args) -> int:
@@ -64,6 +70,12 @@ def run(args) -> int:
             for seq, png in F.odometry_plots(p).items():
                 panels.append((f"{label}: sequence {seq}", png))
         out = F.montage(panels, args.out, title="KITTI Odometry trajectories, Sim(3)-aligned (Fig. 6)", ncols=2)
+    elif args.kind == "monitor":
+        groups: dict[str, list] = {}
+        for label, path in _pairs(args.run, "--run"):
+            p = Path(path)
+            groups.setdefault(label, []).append(F.read_monitor_log(p / "log.csv" if p.is_dir() else p))
+        out = F.plot_monitor(groups, args.out, args.title)
     elif args.kind == "montage":
         out = F.montage(_pairs(args.panel, "--panel"), args.out, title=args.title)
     elif args.kind == "qualitative":

@@ -99,6 +99,10 @@ def evaluate_scale(factors: dict[str, Any]) -> dict[str, Any]:
         "depth_scale_mean": d["depth_scale_mean"],
         "pose_scale_var": t["pose_scale_var"],
         "pose_scale_mean": t["pose_scale_mean"],
+        # scale-free spreads (ours): std/mean of each factor, comparable across runs whose
+        # predictions sit at different global scales (the variances above are not)
+        "depth_scale_cv": float(d["depth_scale_var"] ** 0.5 / d["depth_scale_mean"]),
+        "pose_scale_cv": float(t["pose_scale_var"] ** 0.5 / t["pose_scale_mean"]),
         "num_samples": d["num_samples"],
         "num_pose_pairs": t["num_samples"],
         "trans_source": factors.get("trans_source"),

@@ -21,6 +21,14 @@ Switches (``cfg.refine``; Table VI rows in brackets):
   TorchScript extractor from ``feature_weights``, see :mod:`sa4depth.refine.pretrained`).
 - ``confidence: false`` (row 13): W of Eq. 11 keeps only the robust-loss weights.
 - ``learnable_damping: false`` (row 14): lambda is a fixed buffer at ``damping_init``.
+
+Damping (Eq. 10, ours where the paper is silent): PixLoc's parameterisation,
+``lambda = 10 ** (lo + sigmoid(p) * (hi - lo))`` with ``lo, hi = log10(damping_min),
+log10(damping_max)`` and one ``p`` per degree of freedom, initialised so that lambda equals
+``damping_init``. The trainer gives ``p`` the learning rate ``train.lr * refine.damping_lr_mult``
+(PixLoc trains it 100x faster than the network): with ``ln lambda`` under Adam at the network's
+1e-4, a 300-step run moved lambda from 1.000e-3 to 1.002e-3, so the learnable and the fixed
+damping (row 14) could not differ.
 - ``use_for_warp`` (row 11) is applied by the trainer: when false, the trainer warps with the
   pose-net pose and uses the refined pose only as the Eq. 15 target; this module always returns
   the refined pose.
@@ -96,11 +104,16 @@ class SA4DepthRefiner(nn.Module):
             self.extractor = load_pretrained_extractor(rc.features, rc.feature_weights)
         elif rc.features != "image":
             raise ValueError(f"refine.features: unknown feature type {rc.features!r}")
-        log_init = torch.full((6,), math.log(rc.damping_init))
+        lo, hi = math.log10(rc.damping_min), math.log10(rc.damping_max)
+        if not hi > lo:
+            raise ValueError(f"refine.damping_max={rc.damping_max} must be > refine.damping_min={rc.damping_min}")
+        u = (math.log10(rc.damping_init) - lo) / (hi - lo)
+        u = min(max(u, 1e-6), 1.0 - 1e-6)  # damping_init at a bound: just inside it
+        logit_init = torch.full((6,), math.log(u / (1.0 - u)))
         if rc.learnable_damping:
-            self.log_damping = nn.Parameter(log_init)
+            self.damping_logit = nn.Parameter(logit_init)
         else:
-            self.register_buffer("log_damping", log_init)
+            self.register_buffer("damping_logit", logit_init)
         self.opts = LMOptions(
             iterations=rc.iterations,
             robust=rc.robust,
@@ -112,9 +125,9 @@ class SA4DepthRefiner(nn.Module):
     # ------------------------------------------------------------------ pieces
     @property
     def damping(self) -> torch.Tensor:
-        """lambda of Eq. 10 per degree of freedom [omega, rho], clamped to [damping_min, damping_max]."""
-        lo, hi = math.log(self.rc.damping_min), math.log(self.rc.damping_max)
-        return torch.exp(self.log_damping.clamp(lo, hi))
+        """lambda of Eq. 10 per degree of freedom [omega, rho], in (damping_min, damping_max)."""
+        lo, hi = math.log10(self.rc.damping_min), math.log10(self.rc.damping_max)
+        return torch.pow(10.0, lo + torch.sigmoid(self.damping_logit) * (hi - lo))
 
     def extract(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images (B,3,H,W) in [0,1] -> (features (B,C,h,w), confidence (B,1,h,w) or None)."""
@@ -243,6 +256,8 @@ class SA4DepthRefiner(nn.Module):
             totals["valid_frac"] = st["valid_frac"]
 
         T_refined = {f: T[i * B : (i + 1) * B] for i, f in enumerate(qids)}
+        #: per-pair LM costs (B*nq,), frame-major like T; read by the scale-alignment monitor
+        self.last_pair_costs = (cost_init.detach(), totals["cost_final"].detach())
         stats = {
             "refine_cost_init": float(cost_init.mean()),
             "refine_cost_final": float(totals["cost_final"].mean()),

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["per_image_ratios", "plot_scale_factors", "montage", "odometry_plots", "plot_qualitative",
-           "pca_rgb", "plot_features", "save_figure"]
+           "pca_rgb", "plot_features", "save_figure", "read_monitor_log", "plot_monitor"]
 
 
 def _plt():
@@ -214,4 +214,74 @@ def plot_features(images: Sequence[np.ndarray], features: Sequence[np.ndarray], 
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    return save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- the scale-alignment monitor
+MONITOR_PANELS = (
+    ("abs_rel", "validation Abs Rel (median scaled)", None),
+    ("align_std", "alignment std across pairs", ("net_align_std", "ref_align_std")),
+    ("trans_err", "translation error vs depth-scaled GT", ("net_trans_err", "ref_trans_err")),
+    ("ref_worse_frac", "pairs the refinement made worse", None),
+    ("damping", "damping lambda (Eq. 10)", None),
+)
+
+
+def read_monitor_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The ``mon/*`` columns of a run's log.csv as arrays over the monitored steps (NaN where empty)."""
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: log.csv not found")
+    with open(p, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("mon/abs_rel")]
+    if not rows:
+        raise ValueError(f"{p}: no scale-monitor rows (train.monitor_every was 0?)")
+    keys = [k for k in rows[0] if k.startswith("mon/")]
+
+    def num(v: str | None) -> float:
+        try:
+            return float(v) if v not in (None, "") else math.nan
+        except ValueError:
+            return math.nan
+
+    out = {"step": np.array([num(r["step"]) for r in rows])}
+    for k in keys:
+        out[k[4:]] = np.array([num(r.get(k)) for r in rows])
+    return out
+
+
+def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: str | os.PathLike,
+                 title: str = "") -> Path:
+    """Curves of the scale-alignment monitor against step: one colour per group (e.g. Md2-18,
+    Md2-18 + SA4Depth), a thin line per seed and a thick one for the mean over seeds; pose panels
+    draw the pose net's value solid and the refined pose's dashed."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(MONITOR_PANELS), figsize=(4.2 * len(MONITOR_PANELS), 3.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (key, label, pair) in zip(axes, MONITOR_PANELS):
+        for gi, (name, runs) in enumerate(groups.items()):
+            c = colours[gi % len(colours)]
+            series = [(f"{name}, pose net", pair[0], "-"),
+                      (f"{name}, refined", pair[1], "--")] if pair else [(name, key, "-")]
+            for lab, col, ls in series:
+                curves = [(r["step"], r[col]) for r in runs if col in r and np.isfinite(r[col]).any()]
+                if not curves:
+                    continue
+                for st, v in curves:
+                    ax.plot(st, v, ls, color=c, lw=0.6, alpha=0.35)
+                n = min(len(st) for st, _ in curves)
+                mean = np.nanmean(np.stack([v[:n] for _, v in curves]), axis=0)
+                ax.plot(curves[0][0][:n], mean, ls, color=c, lw=2.0, label=f"{lab} (n={len(curves)})")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step")
+        if key == "damping":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
     return save_figure(fig, out)

@@ -84,7 +84,8 @@ def _comparable(cfg: dict) -> dict:
     """A config without bookkeeping that does not change the trained model (meta, log cadence)."""
     d = {k: v for k, v in cfg.items() if k != "meta"}
     if isinstance(d.get("train"), dict):
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("log_every", "checkpoint_every", "device")}
+        d["train"] = {k: v for k, v in d["train"].items()
+                      if k not in ("log_every", "checkpoint_every", "device", "monitor_every", "monitor_samples")}
     if isinstance(d.get("data"), dict):
         d["data"] = {k: v for k, v in d["data"].items() if k != "num_workers"}
     return d
@@ -117,6 +118,18 @@ def make_optimizer(params: list[nn.Parameter], tc: Config, device: torch.device)
     if tc.optimizer == "adam":
         return torch.optim.Adam(params, lr=tc.lr, fused=device.type in ("cpu", "cuda"))
     return torch.optim.SGD(params, lr=tc.lr)
+
+
+def param_groups(model: nn.Module, cfg: Config) -> list[dict[str, Any]]:
+    """Trainable parameters as optimiser groups: the SA4Depth damping logit (Eq. 10) learns at
+    ``train.lr * refine.damping_lr_mult`` (PixLoc's 100x), everything else at ``train.lr``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    damp = [p for n, p in named if n.endswith("damping_logit")]
+    rest = [p for n, p in named if not n.endswith("damping_logit")]
+    groups: list[dict[str, Any]] = [{"params": rest}]
+    if damp:
+        groups.append({"params": damp, "lr": float(cfg.train.lr) * float(cfg.refine.damping_lr_mult)})
+    return groups
 
 
 def build_train_model(cfg: Config) -> SelfSupModel:
@@ -274,7 +287,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
         model = convert_batchnorm(model, info, device.type)
     model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, tc, device)
+    optimizer = make_optimizer(param_groups(model, cfg), tc, device)
 
     dataset = SeededDataset(train_set if train_set is not None else _load_dataset(cfg), int(cfg.seed))
     n = len(dataset)
@@ -316,6 +329,23 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
 
     csv_log = CSVLog(out / "log.csv", resume_step=step if state == "resume" else None) if info.is_main else None
     tb = TBLog(out / "tb", purge_step=step if state == "resume" else None) if info.is_main else None
+    monitor = None
+    if info.is_main and tc.monitor_every > 0:
+        from sa4depth.train.monitor import ScaleMonitor
+
+        monitor = ScaleMonitor.from_config(cfg, device, log)
+
+    def monitor_row(at_step: int, epoch: int, vals: dict[str, float]) -> dict[str, float]:
+        """Monitor values (``mon/*``) merged into the logged row of ``at_step``, also to TensorBoard."""
+        assert monitor is not None
+        mon = {f"mon/{k}": v for k, v in monitor(model).items()}
+        tb.write(at_step, {f"monitor/{k[4:]}": v for k, v in mon.items()})  # type: ignore[union-attr]
+        return {**vals, **mon}
+
+    if monitor is not None and step == 0:  # the untrained model: where every curve starts
+        row0 = monitor_row(0, 0, {})
+        csv_log.write({"step": 0, "epoch": 0, **{k: f"{v:.6g}" for k, v in row0.items()},  # type: ignore[union-attr]
+                       "lr": f"{optimizer.param_groups[0]['lr']:.6g}", "time": f"{elapsed_before:.2f}"})
 
     def checkpoint() -> None:
         rngs: Any = capture_rng()
@@ -340,6 +370,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
     bar = tqdm(total=total_steps, initial=step, disable=not (show and info.is_main), desc="train",
                dynamic_ncols=True)
     last_logs: dict[str, float] = {}
+    last_monitor: dict[str, float] = {}
     status, exit_code = "done", 0
     autocast = (lambda: torch.autocast(device_type="cuda", dtype=torch.float16)) if use_amp else nullcontext
     model.train()
@@ -367,16 +398,22 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
                 scheduler.step()
                 step += 1
                 bar.update(1)
-                if step % tc.log_every == 0 or step == total_steps:
+                # every rank takes the same branch (all_reduce_mean); only rank 0 measures
+                at_monitor = tc.monitor_every > 0 and (step % tc.monitor_every == 0 or step == total_steps)
+                if step % tc.log_every == 0 or step == total_steps or at_monitor:
                     vals = {k: float(v) for k, v in logs.items()}
                     vals = all_reduce_mean(vals, info, device)
                     last_logs = vals
+                    if at_monitor and monitor is not None:
+                        vals = monitor_row(step, epoch, vals)
+                        last_monitor = {k[4:]: v for k, v in vals.items() if k.startswith("mon/")}
                     if info.is_main:
                         lr = optimizer.param_groups[0]["lr"]
                         row = {"step": step, "epoch": epoch, **{k: f"{v:.6g}" for k, v in vals.items()},
                                "lr": f"{lr:.6g}", "time": f"{elapsed_before + time.time() - t_start:.2f}"}
                         csv_log.write(row)  # type: ignore[union-attr]
-                        tb.write(step, {f"train/{k}": v for k, v in vals.items()} | {"train/lr": lr})  # type: ignore[union-attr]
+                        tb.write(step, {f"train/{k}": v for k, v in vals.items() if not k.startswith("mon/")}  # type: ignore[union-attr]
+                                 | {"train/lr": lr})
                         bar.set_postfix(loss=f"{vals.get('loss', math.nan):.4f}")
                 stop = sig.received is not None
                 if info.enabled:
@@ -419,6 +456,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
             "checkpoint": "checkpoints/last.pt", "checkpoint_sha256": sha256_file(last_ck),
             "device": str(device), "world_size": info.world_size, "seed": int(cfg.seed),
             "samples": n, "steps_per_epoch": steps_per_epoch, **model.matcher_info,
+            **({"monitor": last_monitor} if last_monitor else {}),
         })
         log(f"sa4depth train: done, {step} steps in {wall:.1f} s, final loss {last_logs.get('loss', math.nan):.4f}"
             f" -> {out / 'model.pt'}")

@@ -1,0 +1,60 @@
+"""Write the claims ledger: each claim of params/claims.yaml answered from per-seed result files.
+
+For every comparison, the per-seed values of a and b (paired by seed), the mean difference a - b,
+its paired-t 95 % interval and a Bonferroni-corrected interval over the claim's comparisons; the
+verdict (reproduced | contradicted | inconclusive) is computed from those intervals
+(src/sa4depth/report/claims.py). Writes OUT_DIR/claims.json and claims.md, and copies every file it
+read under OUT_DIR/runs/ so the ledger is committed with its inputs.
+
+Examples:
+  sa4depth claims                               # all claims, every result file must exist
+  sa4depth claims --allow-missing               # claims not run yet are listed as pending
+  sa4depth claims --only C2 --out-dir /tmp/c2
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--claims", default="params/claims.yaml", help="claims file (default params/claims.yaml)")
+    p.add_argument("--data", default="synthetic", help="data preset of the runs (synthetic | real)")
+    p.add_argument("--scale", default=None, help="scale of the runs (default: the claims file's `scale`)")
+    p.add_argument("--only", default=None, help="comma-separated claim ids (default: all)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="list claims with missing result files as pending instead of failing")
+    p.add_argument("--out-dir", default="results/claims", help="output folder (default results/claims)")
+    p.add_argument("--runs", default="runs", help="root of the run folders (default runs)")
+    p.add_argument("--metrics", default="results/metrics", help="root of the metric JSONs (default results/metrics)")
+
+
+def run(args) -> int:
+    from sa4depth.config import load_yaml
+    from sa4depth.evaluate.provenance import git_info
+    from sa4depth.report.claims import build_ledger, load_claims, write_ledger
+
+    exps = (load_yaml("params/experiments.yaml") or {}).get("rows", {})
+    spec = load_claims(args.claims, experiments=exps)
+    claims = spec["claims"]
+    if args.only:
+        want = [x.strip() for x in args.only.split(",") if x.strip()]
+        unknown = [w for w in want if w not in {c.id for c in claims}]
+        if unknown:
+            raise ValueError(f"--only: unknown claim id(s) {unknown} in {args.claims} "
+                             f"(known: {', '.join(c.id for c in claims)})")
+        claims = [c for c in claims if c.id in want]
+    scale = args.scale or spec["scale"]
+    ledger = build_ledger(claims, args.data, scale, args.runs, args.metrics, allow_missing=args.allow_missing)
+    g = git_info()
+    prov = {"git_commit": g.get("commit"), "git_dirty": g.get("dirty"), "claims_file": args.claims,
+            "data": args.data, "scale": scale,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv)}
+    files = write_ledger(ledger, args.out_dir, provenance=prov)
+    for c in ledger["claims"]:
+        print(f"{c['id']:5s} {c['verdict']:13s} {c['statement'][:90]}")
+    for pnd in ledger["pending"]:
+        print(f"{pnd['id']:5s} {'not run yet':13s} ({pnd['missing']} result files missing)")
+    print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,353 @@
+"""The claims ledger: the paper's claims, each answered by paired differences over seeds.
+
+A claim (``params/claims.yaml``) is a list of comparisons ``a`` vs ``b``: the same metric of two
+experiments (or two metrics of one experiment), measured on runs that differ only in what the
+claim is about and paired by seed. For ``better: lower`` the paper says ``a < b``.
+
+Test, per comparison: the differences ``d_s = a_s - b_s`` over the ``n`` seeds, their mean and a
+two-sided paired-t confidence interval ``mean(d) +/- t_{1-alpha/2, n-1} sd(d) / sqrt(n)``.
+``ci95`` is the plain 95 % interval; the verdict uses the family interval, Bonferroni-corrected
+over the ``m`` comparisons of the claim (``alpha = 0.05 / m``), so that a claim of eight
+comparisons is not "reproduced" by luck. A comparison *supports* the claim when its family
+interval lies entirely on the claimed side of 0, *opposes* it when it lies entirely on the other
+side, and is *unclear* otherwise. Verdict of a claim: ``reproduced`` when every comparison
+supports it, ``contradicted`` when any opposes it, ``inconclusive`` otherwise (also with fewer
+than 2 seeds, or an interval that cannot be computed).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict",
+           "claim_inputs", "build_ledger", "write_ledger", "VERDICTS"]
+
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
+TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
+_CLAIM_KEYS = {"id", "table", "statement", "seeds", "substitutions", "comparisons", "note"}
+_CMP_KEYS = {"metric", "a", "b", "better", "eval", "path", "a_path", "b_path", "label"}
+
+
+@dataclass
+class Comparison:
+    metric: str            # name shown in the ledger
+    a: str                 # experiment (params/experiments.yaml)
+    b: str
+    better: str            # lower | higher: the paper says a is better than b in this sense
+    eval: str              # eval id (depth_eigen_benchmark, scale, ...) or "train" (done.json)
+    a_path: str            # dotted path into the JSON
+    b_path: str
+    label: str = ""
+
+
+@dataclass
+class Claim:
+    id: str
+    table: str
+    statement: str
+    seeds: int
+    comparisons: list[Comparison]
+    substitutions: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def _err(src: str, msg: str) -> ValueError:
+    return ValueError(f"{src}: {msg}")
+
+
+def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = None) -> dict[str, Any]:
+    """``{"scale", "data", "claims": [Claim]}`` from a claims file; every key is checked."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise _err(str(path), f"cannot read the claims file: {e}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list):
+        raise _err(str(path), "expected a mapping with a 'claims' list")
+    unknown = set(raw) - {"scale", "claims"}
+    if unknown:
+        raise _err(str(path), f"unknown top-level key(s) {sorted(unknown)} (scale, claims)")
+    exps = set(experiments) if experiments is not None else None
+    claims, seen = [], set()
+    for i, c in enumerate(raw["claims"]):
+        where = f"{path}: claims[{i}]"
+        if not isinstance(c, dict):
+            raise ValueError(f"{where}: expected a mapping")
+        bad = set(c) - _CLAIM_KEYS
+        if bad:
+            raise ValueError(f"{where}: unknown key(s) {sorted(bad)} (allowed: {sorted(_CLAIM_KEYS)})")
+        for k in ("id", "table", "statement", "seeds", "comparisons"):
+            if k not in c:
+                raise ValueError(f"{where}: missing key {k!r}")
+        cid = str(c["id"])
+        if cid in seen:
+            raise ValueError(f"{where}: duplicate claim id {cid!r}")
+        seen.add(cid)
+        seeds = c["seeds"]
+        if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 3:
+            raise ValueError(f"{where} ({cid}): seeds={seeds!r}: a claim needs an integer >= 3 seeds")
+        comps = []
+        if not isinstance(c["comparisons"], list) or not c["comparisons"]:
+            raise ValueError(f"{where} ({cid}): comparisons must be a non-empty list")
+        for j, m in enumerate(c["comparisons"]):
+            w = f"{where} ({cid}) comparisons[{j}]"
+            if not isinstance(m, dict):
+                raise ValueError(f"{w}: expected a mapping")
+            bad = set(m) - _CMP_KEYS
+            if bad:
+                raise ValueError(f"{w}: unknown key(s) {sorted(bad)} (allowed: {sorted(_CMP_KEYS)})")
+            for k in ("metric", "a", "b", "better", "eval"):
+                if k not in m:
+                    raise ValueError(f"{w}: missing key {k!r}")
+            if m["better"] not in ("lower", "higher"):
+                raise ValueError(f"{w}: better={m['better']!r} (lower | higher)")
+            for k in ("a", "b"):
+                if exps is not None and m[k] not in exps:
+                    raise ValueError(f"{w}: {k}={m[k]!r} is not an experiment of params/experiments.yaml")
+            path_ = m.get("path")
+            a_path, b_path = m.get("a_path", path_), m.get("b_path", path_)
+            if not a_path or not b_path:
+                raise ValueError(f"{w}: give 'path' (or both 'a_path' and 'b_path')")
+            comps.append(Comparison(str(m["metric"]), str(m["a"]), str(m["b"]), m["better"], str(m["eval"]),
+                                    str(a_path), str(b_path), str(m.get("label", ""))))
+        subs = c.get("substitutions") or []
+        if not isinstance(subs, list):
+            raise ValueError(f"{where} ({cid}): substitutions must be a list of strings")
+        claims.append(Claim(cid, str(c["table"]), str(c["statement"]).strip(), seeds, comps,
+                            [str(s) for s in subs], str(c.get("note", "")).strip()))
+    scale = raw.get("scale", "study")
+    return {"scale": str(scale), "claims": claims}
+
+
+# ----------------------------------------------------------------------------- statistics
+def paired_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float] | None:
+    """``(mean, lo, hi)``: two-sided paired-t interval of the mean difference; None if n < 2."""
+    from scipy import stats
+
+    d = [float(x) for x in diffs]
+    n = len(d)
+    if n < 2 or not all(math.isfinite(x) for x in d):
+        return None
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def compare(a_values: Sequence[float], b_values: Sequence[float], better: str, family_size: int = 1
+            ) -> dict[str, Any]:
+    """One comparison's record: values paired by position (seed), ``mean_diff`` = mean(a - b),
+    ``ci95`` and the Bonferroni family interval, and ``outcome`` (supports | opposes | unclear)."""
+    if len(a_values) != len(b_values):
+        raise ValueError(f"compare: {len(a_values)} a values but {len(b_values)} b values (paired by seed)")
+    if better not in ("lower", "higher"):
+        raise ValueError(f"compare: better={better!r} (lower | higher)")
+    diffs = [float(a) - float(b) for a, b in zip(a_values, b_values)]
+    ci95 = paired_interval(diffs, 0.95)
+    fam_level = 1.0 - 0.05 / max(1, family_size)
+    fam = paired_interval(diffs, fam_level)
+    outcome = "unclear"
+    if fam is not None:
+        _, lo, hi = fam
+        claimed_below = better == "lower"  # the paper says a - b < 0
+        if (hi < 0 and claimed_below) or (lo > 0 and not claimed_below):
+            outcome = "supports"
+        elif (lo > 0 and claimed_below) or (hi < 0 and not claimed_below):
+            outcome = "opposes"
+    return {
+        "a_values": [float(x) for x in a_values], "b_values": [float(x) for x in b_values],
+        "n": len(diffs),
+        "mean_diff": (sum(diffs) / len(diffs)) if diffs else math.nan,
+        "ci95": [ci95[1], ci95[2]] if ci95 else None,
+        "ci_family": [fam[1], fam[2]] if fam else None,
+        "ci_family_level": fam_level,
+        "outcome": outcome,
+    }
+
+
+def claim_verdict(outcomes: Iterable[str]) -> str:
+    """reproduced (all support) | contradicted (any opposes) | inconclusive."""
+    outs = list(outcomes)
+    if not outs:
+        return "inconclusive"
+    if any(o == "opposes" for o in outs):
+        return "contradicted"
+    if all(o == "supports" for o in outs):
+        return "reproduced"
+    return "inconclusive"
+
+
+# ----------------------------------------------------------------------------- files
+def _source_file(data: str, scale: str, exp: str, seed: int, eid: str, runs_root: str | Path,
+                 metrics_root: str | Path) -> Path:
+    from sa4depth.report.plan import metrics_path, run_dir
+
+    if eid == TRAIN_EVAL:
+        return run_dir(data, scale, exp, seed, runs_root) / "done.json"
+    return metrics_path(data, scale, exp, seed, eid, metrics_root)
+
+
+def claim_inputs(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
+                 metrics_root: str | Path = "results/metrics") -> list[str]:
+    """Every file the ledger reads (metric JSONs and, for ``train`` comparisons, done.json)."""
+    out: set[str] = set()
+    for c in claims:
+        for m in c.comparisons:
+            for exp in (m.a, m.b):
+                for s in range(c.seeds):
+                    out.add(str(_source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)))
+    return sorted(out)
+
+
+def _dig(d: Any, dotted: str, where: Path) -> float:
+    cur = d
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise ValueError(f"{where}: no value at {dotted!r} (missing {part!r})")
+        cur = cur[part]
+    try:
+        v = float(cur)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: value at {dotted!r} is not a number: {cur!r}") from None
+    return v
+
+
+def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
+                 metrics_root: str | Path = "results/metrics", allow_missing: bool = False) -> dict[str, Any]:
+    """The ledger as a dict (what ``claims.json`` holds), computed from the result files only.
+
+    ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
+    missing files) instead of stopping the ledger; without it, a missing file is an error."""
+    out, pending = [], []
+    for c in claims:
+        missing = [f for f in claim_inputs([c], data, scale, runs_root, metrics_root) if not Path(f).is_file()]
+        if missing and allow_missing:
+            pending.append({"id": c.id, "table": c.table, "statement": c.statement, "seeds": c.seeds,
+                            "missing": len(missing), "missing_files": missing})
+            continue
+        comps = []
+        for m in c.comparisons:
+            vals: dict[str, list[float]] = {"a": [], "b": []}
+            files: dict[str, list[str]] = {"a": [], "b": []}
+            for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
+                for s in range(c.seeds):
+                    f = _source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)
+                    if not f.is_file():
+                        raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing "
+                                                f"(run `snakemake claims`)")
+                    with open(f) as fh:
+                        try:
+                            vals[side].append(_dig(json.load(fh), path, f))
+                        except json.JSONDecodeError as e:
+                            raise ValueError(f"{f}: not valid JSON ({e})") from None
+                    files[side].append(str(f))
+            rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
+            comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
+                          "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
+                          "seeds": list(range(c.seeds)), **rec, "a_files": files["a"], "b_files": files["b"]})
+        out.append({
+            "id": c.id, "table": c.table, "statement": c.statement,
+            "verdict": claim_verdict(x["outcome"] for x in comps),
+            "scale": scale, "data": data, "seeds": c.seeds, "substitutions": c.substitutions,
+            "note": c.note, "comparisons": comps,
+        })
+    return {"claims": out, "pending": pending}
+
+
+def _fmt(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:+.4f}" if abs(x) >= 1e-3 or x == 0 else f"{x:+.2e}"
+
+
+def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | None = None) -> str:
+    lines = ["# Claims ledger", "",
+             "Every number below is computed by `sa4depth claims` from the per-seed result files "
+             "listed in `claims.json` (copies under `runs/`); nothing is typed by hand.", "",
+             "Test: per comparison, the differences a - b paired by seed; `mean diff` and a two-sided "
+             "paired-t 95 % interval (`ci95`). The verdict uses the interval Bonferroni-corrected over "
+             "the claim's comparisons (`ci family`): a comparison *supports* the claim when that interval "
+             "lies on the paper's side of 0, *opposes* it when it lies on the other side; a claim is "
+             "**reproduced** when all comparisons support it, **contradicted** when one opposes it, "
+             "**inconclusive** otherwise.", ""]
+    if provenance:
+        lines += [f"Computed at commit `{provenance.get('git_commit', '?')}` on {provenance.get('created', '?')}.", ""]
+    lines += ["| claim | table | verdict | data | scale | seeds |", "|---|---|---|---|---|---|"]
+    for c in ledger["claims"]:
+        lines.append(f"| {c['id']} | {c['table']} | **{c['verdict']}** | {c['data']} | {c['scale']} | {c['seeds']} |")
+    for p in ledger.get("pending", []):
+        lines.append(f"| {p['id']} | {p['table']} | not run yet ({p['missing']} result files missing) | | | {p['seeds']} |")
+    for c in ledger["claims"]:
+        lines += ["", f"## {c['id']} ({c['table']}): {c['verdict']}", "", f"> {c['statement']}", ""]
+        if c["substitutions"]:
+            lines += ["Substitutions: " + "; ".join(c["substitutions"]), ""]
+        if c.get("note"):
+            lines += [c["note"], ""]
+        lines += ["| metric | a | b | paper says | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for m in c["comparisons"]:
+            says = "a < b" if m["better"] == "lower" else "a > b"
+            av = ", ".join(f"{v:.4g}" for v in m["a_values"])
+            bv = ", ".join(f"{v:.4g}" for v in m["b_values"])
+            ci = f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]" if m["ci95"] else "n/a"
+            cf = (f"[{_fmt(m['ci_family'][0])}, {_fmt(m['ci_family'][1])}] ({100 * m['ci_family_level']:.1f} %)"
+                  if m["ci_family"] else "n/a")
+            name = m["label"] or m["metric"]
+            lines.append(f"| {name} | {m['a']} | {m['b']} | {says} | {av} | {bv} | {_fmt(m['mean_diff'])} | {ci} "
+                         f"| {cf} | {m['outcome']} |")
+    for p in ledger.get("pending", []):
+        lines += ["", f"## {p['id']} ({p['table']}): not run yet", "", f"> {p['statement']}", "",
+                  f"{p['missing']} result files are missing (e.g. `{p['missing_files'][0]}`); "
+                  f"`snakemake --profile local claims` trains and evaluates them, resuming what exists."]
+    return "\n".join(lines) + "\n"
+
+
+def write_ledger(ledger: dict[str, Any], out_dir: str | Path, copy_root: str | Path | None = None,
+                 provenance: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write ``claims.json`` / ``claims.md`` atomically; copy every source file under
+    ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/`` (and the run's ``log.csv`` for ``train``
+    comparisons: the learning curve) so the ledger and its inputs are committed together."""
+    from sa4depth.report.tables import _atomic_write
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    copied: dict[str, str] = {}
+    for c in ledger["claims"]:
+        for m in c["comparisons"]:
+            for side in ("a", "b"):
+                exp = m[side]
+                rel_files = []
+                for s, f in zip(m["seeds"], m[f"{side}_files"]):
+                    src = Path(f)
+                    dst_dir = out / "runs" / c["data"] / c["scale"] / exp / f"seed{s}"
+                    name = "done.json" if m["eval"] == TRAIN_EVAL else src.name
+                    dst = dst_dir / name
+                    if str(src) not in copied:
+                        dst_dir.mkdir(parents=True, exist_ok=True)
+                        _copy_atomic(src, dst)
+                        copied[str(src)] = str(dst)
+                        log = src.parent / "log.csv"
+                        if m["eval"] == TRAIN_EVAL and log.is_file():
+                            _copy_atomic(log, dst_dir / "log.csv")
+                    rel_files.append(str(dst.relative_to(out)))
+                m[f"{side}_files"] = rel_files
+    if provenance:
+        ledger = {"provenance": dict(provenance), **ledger}
+    js = out / "claims.json"
+    _atomic_write(js, json.dumps(ledger, indent=2, sort_keys=False) + "\n")
+    md = out / "claims.md"
+    _atomic_write(md, ledger_markdown(ledger, provenance))
+    return [js, md]
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)

@@ -1,0 +1,238 @@
+"""The evidence machinery: the claims ledger's statistics and verdicts, the scale-alignment monitor
+(pose errors against hand-computed values, its columns in a tiny run's log.csv) and the learnable
+damping (it moves under training; row 14's stays put)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sa4depth.config import load_config
+from sa4depth.geometry import se3_exp
+from sa4depth.report.claims import (build_ledger, claim_verdict, compare, load_claims, paired_interval,
+                                    write_ledger)
+from sa4depth.train import train
+from sa4depth.train.monitor import pose_errors
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+QUIET = dict(progress=False, log=lambda *_: None)
+BIN = Path(sys.executable).parent / "sa4depth"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- statistics and verdicts
+def test_paired_interval_matches_hand_computed_t_interval():
+    d = [-0.139, -0.073, -0.065]  # the issue's three differences
+    mean, lo, hi = paired_interval(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    half = 4.30265273 * sd / math.sqrt(3)  # t_{0.975, 2}
+    assert mean == pytest.approx(-0.092333, abs=1e-6)
+    assert (lo, hi) == pytest.approx((mean - half, mean + half), abs=1e-9)
+    assert lo == pytest.approx(-0.1929, abs=1e-3) and hi == pytest.approx(0.0086, abs=1e-3)
+    assert paired_interval([0.1]) is None
+
+
+@pytest.mark.parametrize("a,b,better,expected", [
+    ([0.30, 0.31, 0.29, 0.30, 0.32], [0.40, 0.42, 0.41, 0.39, 0.40], "lower", "supports"),   # interval below 0
+    ([0.40, 0.42, 0.41, 0.39, 0.40], [0.30, 0.31, 0.29, 0.30, 0.32], "lower", "opposes"),    # interval above 0
+    ([0.30, 0.45, 0.28, 0.44, 0.35], [0.40, 0.31, 0.41, 0.30, 0.36], "lower", "unclear"),    # straddles 0
+    ([0.92, 0.93, 0.91], [0.80, 0.81, 0.82], "higher", "supports"),
+    ([0.80, 0.81, 0.82], [0.92, 0.93, 0.91], "higher", "opposes"),
+])
+def test_compare_classifies_constructed_differences(a, b, better, expected):
+    rec = compare(a, b, better)
+    assert rec["outcome"] == expected
+    assert rec["mean_diff"] == pytest.approx(sum(x - y for x, y in zip(a, b)) / len(a))
+    lo, hi = rec["ci95"]
+    assert lo <= rec["mean_diff"] <= hi
+    assert rec["a_values"] == a and rec["b_values"] == b
+
+
+def test_family_interval_is_wider_and_can_flip_the_outcome():
+    a, b = [0.0, 0.0, 0.0], [0.10, 0.08, 0.06]  # a - b = [-0.10, -0.08, -0.06]
+    one = compare(a, b, "lower", family_size=1)
+    many = compare(a, b, "lower", family_size=8)
+    assert one["ci_family"][1] < 0 and one["outcome"] == "supports"
+    assert many["ci_family"][0] < one["ci_family"][0] and many["ci_family"][1] > 0
+    assert many["outcome"] == "unclear"
+
+
+def test_claim_verdict_rule():
+    assert claim_verdict(["supports", "supports"]) == "reproduced"
+    assert claim_verdict(["supports", "unclear"]) == "inconclusive"
+    assert claim_verdict(["supports", "opposes"]) == "contradicted"
+    assert claim_verdict([]) == "inconclusive"
+
+
+def test_compare_rejects_unpaired_values():
+    with pytest.raises(ValueError, match="paired by seed"):
+        compare([1.0, 2.0, 3.0], [1.0, 2.0], "lower")
+
+
+# ----------------------------------------------------------------------------- the claims file and ledger
+def _write(p: Path, text: str) -> Path:
+    p.write_text(text)
+    return p
+
+
+def test_shipped_claims_file_validates_against_the_experiments():
+    from sa4depth.config import load_yaml
+
+    exps = load_yaml(ROOT / "params/experiments.yaml")["rows"]
+    spec = load_claims(ROOT / "params/claims.yaml", experiments=exps)
+    ids = [c.id for c in spec["claims"]]
+    assert {"C1", "C2", "C3", "C4", "C5"} <= set(ids)
+    assert all(c.seeds >= 3 for c in spec["claims"])
+
+
+@pytest.mark.parametrize("body,match", [
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 2, comparisons: []}\n", "seeds=2"),
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, comparisons: [{metric: m, a: md2_18, b: nope,"
+     " better: lower, eval: e, path: p}]}\n", "'nope' is not an experiment"),
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, comparisons: [{metric: m, a: md2_18, b: md2_18,"
+     " better: smaller, eval: e, path: p}]}\n", "better='smaller'"),
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, sedes: 4, comparisons: []}\n", "unknown key"),
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, comparisons: [{metric: m, a: md2_18, b: md2_18,"
+     " better: lower, eval: e, path: p}]}\n  - {id: X, table: t, statement: s, seeds: 3, comparisons:"
+     " [{metric: m, a: md2_18, b: md2_18, better: lower, eval: e, path: p}]}\n", "duplicate claim id"),
+])
+def test_bad_claims_files_name_the_problem(tmp_path, body, match):
+    f = _write(tmp_path / "claims.yaml", body)
+    with pytest.raises(ValueError, match=match) as e:
+        load_claims(f, experiments={"md2_18": {}})
+    assert str(f) in str(e.value)
+
+
+def test_ledger_is_computed_from_the_result_files(tmp_path):
+    f = _write(tmp_path / "claims.yaml", """scale: tiny
+claims:
+  - id: T1
+    table: table_x
+    statement: a beats b
+    seeds: 3
+    comparisons:
+      - {metric: abs_rel, eval: depth_s, path: metrics.abs_rel, a: ea, b: eb, better: lower}
+  - id: T2
+    table: table_x
+    statement: never run
+    seeds: 3
+    comparisons:
+      - {metric: abs_rel, eval: depth_s, path: metrics.abs_rel, a: ea, b: ec, better: lower}
+""")
+    spec = load_claims(f)
+    metrics = tmp_path / "metrics"
+    vals = {"ea": [0.20, 0.22, 0.21], "eb": [0.30, 0.33, 0.31]}
+    for exp, vs in vals.items():
+        for s, v in enumerate(vs):
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": v}}))
+    with pytest.raises(FileNotFoundError, match="ec seed 0 needed by claim T2"):
+        build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics)
+    led = build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics, allow_missing=True)
+    (c,) = led["claims"]
+    assert c["verdict"] == "reproduced" and c["id"] == "T1"
+    m = c["comparisons"][0]
+    assert m["a_values"] == vals["ea"] and m["b_values"] == vals["eb"]
+    assert m["mean_diff"] == pytest.approx(-0.103333, abs=1e-6)
+    assert [p["id"] for p in led["pending"]] == ["T2"]
+    out = tmp_path / "ledger"
+    write_ledger(led, out, provenance={"git_commit": "abc"})
+    js = json.loads((out / "claims.json").read_text())
+    assert js["claims"][0]["verdict"] == "reproduced"
+    assert (out / js["claims"][0]["comparisons"][0]["a_files"][0]).is_file()  # inputs copied beside it
+    md = (out / "claims.md").read_text()
+    assert "**reproduced**" in md and "T2" in md and "not run yet" in md
+
+
+# ----------------------------------------------------------------------------- the monitor
+def test_pose_errors_against_hand_computed_values():
+    T_gt = torch.eye(4).repeat(2, 1, 1)
+    T_gt[:, :3, 3] = torch.tensor([0.0, 0.0, 2.0])  # 2 m forward
+    xi = torch.tensor([[0.0, 0.1, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    T = se3_exp(xi)  # sample 0: a 0.1 rad yaw, sample 1: identity rotation
+    T[0, :3, 3] = torch.tensor([0.0, 0.0, 1.0])  # right direction, half the GT length
+    T[1, :3, 3] = torch.tensor([0.3, 0.0, 0.4])  # |t| = 0.5, 36.87 deg off
+    s = torch.tensor([0.5, 0.25])  # the depth net predicts at half / a quarter of the metric scale
+    e = pose_errors(T, T_gt, s)
+    assert e["rot_err"][0] == pytest.approx(math.degrees(0.1), abs=1e-4)
+    assert e["rot_err"][1] == pytest.approx(0.0, abs=1e-4)
+    assert e["tdir_err"][0] == pytest.approx(0.0, abs=1e-4)
+    assert e["tdir_err"][1] == pytest.approx(math.degrees(math.atan2(0.3, 0.4)), abs=1e-4)
+    # sample 0: |t|/|t_gt| = 0.5 = s -> aligned (a = 1), and t equals s * t_gt exactly
+    assert e["align"][0] == pytest.approx(1.0) and e["trans_err"][0] == pytest.approx(0.0, abs=1e-9)
+    # sample 1: a = (0.5 / 2) / 0.25 = 1, but |t - s t_gt| = |(0.3, 0, -0.1)| against |s t_gt| = 0.5
+    assert e["align"][1] == pytest.approx(1.0)
+    assert e["trans_err"][1] == pytest.approx(math.sqrt(0.09 + 0.01) / 0.5)
+
+
+@pytest.fixture(scope="module")
+def driving(tmp_path_factory) -> Path:
+    pre = os.environ.get("SA4DEPTH_TEST_DRIVING")
+    if pre and (Path(pre) / "kitti_raw").is_dir():
+        return Path(pre)
+    out = tmp_path_factory.mktemp("synth") / "driving"
+    cmd = [str(BIN), "synth", "--profile", "driving", "--scale", "tiny", "--out", str(out), "--quiet",
+           'data.odom_train_sequences=["00"]', 'data.odom_test_sequences=["09"]', "synth.odom_frames=3"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
+def _data_args(d: Path) -> list[str]:
+    return [f"data.roots={{kitti: {d / 'kitti_raw'}}}", f"data.splits_dir={d / 'splits'}", "data.num_workers=0"]
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_monitor_columns_in_a_tiny_runs_log_and_damping_learns_only_in_row_6(driving, tmp_path):
+    common = _data_args(driving) + ["model.depth_layers=18", "train.max_steps=4", "train.monitor_every=2",
+                                    "train.monitor_samples=4", "train.checkpoint_every=100"]
+    runs = {}
+    for name, row in (("r06", "table_vi:r06_sa4depth"), ("r14", "table_vi:r14_fixed_damping")):
+        cfg = load_config(scale="tiny", row=row, overrides=common)
+        r = train(cfg, tmp_path / name, **QUIET)
+        assert r.status == "done"
+        runs[name] = tmp_path / name
+    rows = _rows(runs["r06"])
+    mon = [r for r in rows if r.get("mon/abs_rel")]
+    assert [int(r["step"]) for r in mon] == [0, 2, 4]  # the untrained model, then every 2 steps
+    for col in ("abs_rel", "net_rot_err", "net_tdir_err", "net_trans_err", "net_align_mean", "net_align_std",
+                "ref_rot_err", "ref_trans_err", "ref_align_mean", "ref_align_std", "depth_scale_var",
+                "net_pose_scale_var", "ref_pose_scale_var", "lm_cost_init", "lm_cost_final", "ref_worse_frac",
+                "lm_cost_worse_frac", "damping"):
+        vals = [float(r[f"mon/{col}"]) for r in mon]
+        assert all(math.isfinite(v) for v in vals), col
+    lam6 = [float(r["mon/damping"]) for r in mon]
+    lam14 = [float(r["mon/damping"]) for r in _rows(runs["r14"]) if r.get("mon/damping")]
+    assert lam6[0] == pytest.approx(1e-3, rel=1e-4) and lam14[0] == pytest.approx(1e-3, rel=1e-4)
+    assert all(v == pytest.approx(1e-3, rel=1e-6) for v in lam14)  # row 14: fixed
+    assert abs(math.log(lam6[-1] / lam6[0])) > 0.01  # row 6: moved by more than 1 % in 4 steps
+    done = json.loads((runs["r06"] / "done.json").read_text())
+    assert done["monitor"]["damping"] == pytest.approx(lam6[-1], rel=1e-4)
+
+
+def test_monitor_does_not_change_training(driving, tmp_path):
+    """The monitor runs under its own RNG and in eval mode: the trained weights are identical."""
+    from sa4depth.models.io import read_model_file
+
+    base = _data_args(driving) + ["model.depth_layers=18", "train.max_steps=3", "train.checkpoint_every=100",
+                                  "train.deterministic=true"]
+    w = {}
+    for every in (0, 1):
+        cfg = load_config(scale="tiny", row="table_ii:md2_18_ours",
+                          overrides=base + [f"train.monitor_every={every}", "train.monitor_samples=3"])
+        train(cfg, tmp_path / f"m{every}", **QUIET)
+        w[every] = read_model_file(tmp_path / f"m{every}" / "model.pt")["state_dicts"]
+    for mod in w[0]:
+        for k in w[0][mod]:
+            assert torch.equal(w[0][mod][k], w[1][mod][k]), f"{mod}.{k}"

@@ -1,0 +1,72 @@
+# The claims ledger (params/claims.yaml, src/sa4depth/report/claims.py): every claim's experiments
+# trained with the claim's own seed count at the claims scale, evaluated, and answered by paired
+# intervals over seeds. `snakemake claims` builds the whole ledger (hours on 2 CPU cores; every
+# finished run and evaluation is kept, so an interrupted invocation resumes where it stopped);
+# `snakemake claim_C2` trains and evaluates one claim and rewrites the ledger with what exists
+# (claims not run yet are listed as pending).
+
+
+rule claims_ledger:
+    input:
+        spec="params/claims.yaml",
+        experiments="params/experiments.yaml",
+        files=claim_files(),
+    output:
+        json=f"{CLAIMS_OUT}/claims.json",
+        md=f"{CLAIMS_OUT}/claims.md",
+    log:
+        f"logs/claims/{DATA}-{CLAIMS_SCALE}.log",
+    params:
+        data=DATA,
+        scale=CLAIMS_SCALE,
+        out=lambda wc, output: str(Path(output.json).parent),
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth claims --data {params.data} --scale {params.scale} --out-dir {params.out} > {log} 2>&1"
+
+
+rule fig_monitor:
+    """The scale-alignment monitor against step (learning curves), baseline vs SA4Depth, all seeds."""
+    input:
+        monitor_runs(),
+    output:
+        report(f"{CLAIMS_OUT}/fig_monitor.png", caption="../report/fig_monitor.rst", category="Claims"),
+    log:
+        f"logs/claims/fig_monitor-{DATA}-{CLAIMS_SCALE}.log",
+    params:
+        runs=monitor_args,
+        title=f"Scale-alignment monitor, {DATA} data, {CLAIMS_SCALE} scale, {MONITOR_SEEDS} seeds",
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        "sa4depth figure monitor {params.runs} --title '{params.title}' --out {output} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        rules.claims_ledger.output,
+        rules.fig_monitor.output,
+    localrule: True
+
+
+# `snakemake claim_C2`: one claim's runs and evaluations, then the ledger of everything present.
+for _c in CLAIMS["claims"]:
+
+    rule:
+        name:
+            f"claim_{_c.id}"
+        input:
+            claim_files([_c.id]),
+        log:
+            f"logs/claims/claim_{_c.id}-{DATA}-{CLAIMS_SCALE}.log",
+        params:
+            data=DATA,
+            scale=CLAIMS_SCALE,
+            out=CLAIMS_OUT,
+        localrule: True
+        conda:
+            "../envs/sa4depth.yaml"
+        shell:
+            "sa4depth claims --data {params.data} --scale {params.scale} --allow-missing --out-dir {params.out} "
+            "> {log} 2>&1 && cat {log}"
