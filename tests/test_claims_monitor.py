@@ -173,18 +173,6 @@ def test_pose_errors_against_hand_computed_values():
     assert e["trans_err"][1] == pytest.approx(math.sqrt(0.09 + 0.01) / 0.5)
 
 
-@pytest.fixture(scope="module")
-def driving(tmp_path_factory) -> Path:
-    pre = os.environ.get("SA4DEPTH_TEST_DRIVING")
-    if pre and (Path(pre) / "kitti_raw").is_dir():
-        return Path(pre)
-    out = tmp_path_factory.mktemp("synth") / "driving"
-    cmd = [str(BIN), "synth", "--profile", "driving", "--scale", "tiny", "--out", str(out), "--quiet",
-           'data.odom_train_sequences=["00"]', 'data.odom_test_sequences=["09"]', "synth.odom_frames=3"]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return out
-
-
 def _data_args(d: Path) -> list[str]:
     return [f"data.roots={{kitti: {d / 'kitti_raw'}}}", f"data.splits_dir={d / 'splits'}", "data.num_workers=0"]
 
@@ -219,6 +207,15 @@ def test_monitor_columns_in_a_tiny_runs_log_and_damping_learns_only_in_row_6(dri
     assert abs(math.log(lam6[-1] / lam6[0])) > 0.01  # row 6: moved by more than 1 % in 4 steps
     done = json.loads((runs["r06"] / "done.json").read_text())
     assert done["monitor"]["damping"] == pytest.approx(lam6[-1], rel=1e-4)
+    # the monitor figure from the two runs' logs
+    png = tmp_path / "fig_monitor.png"
+    r = subprocess.run([str(BIN), "figure", "monitor", "--run", f"row 6={runs['r06']}", "--run",
+                        f"row 14={runs['r14']}", "--out", str(png)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert png.stat().st_size > 10_000
+    r = subprocess.run([str(BIN), "figure", "monitor", "--run", f"x={tmp_path / 'nope'}", "--out", str(png)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "log.csv not found" in r.stderr
 
 
 def test_monitor_does_not_change_training(driving, tmp_path):

@@ -10,7 +10,7 @@ Stages (all call Snakemake with the local profile; DVC vars come from params.yam
   (evaluation JSONs), metrics ``results/metrics/<data>/<scale>/<exp>.json``; params: the base, data
   and scale presets and exactly the experiment's rows (its ``inherit`` chain) in params/experiments.yaml.
 - ``table_<n>``: each paper table (outs csv/md/tex, metrics json; Table VI also its audit).
-- ``figures``.
+- ``figures``; ``claims`` (the claims ledger, at params/claims.yaml's own scale).
 Rows needing user weights (Table VI 15/16) are not stages: without weights they do not run.
 """
 from __future__ import annotations
@@ -85,6 +85,15 @@ def build() -> dict:
                  *(f"results/metrics/${{data}}/${{scale}}/{e}" for e in FIG_EXPS),
                  "src/sa4depth/report/figures.py", "src/sa4depth/commands/figure.py"],
         "outs": ["results/figures"],
+    }
+    # the claims ledger trains its own seeds at params/claims.yaml's scale (study), not ${scale};
+    # its inputs are copied under results/claims/runs/ and committed with it (git, not the DVC cache)
+    stages["claims"] = {
+        "cmd": "snakemake --profile workflow/profiles/local --config data=${data} -- claims",
+        "deps": [*TRAIN_CODE, *REPORT_CODE, "src/sa4depth/commands/claims.py"],
+        "params": [{"params/claims.yaml": None}, {"params/scale/study.yaml": None}, {"params/experiments.yaml": None}],
+        "outs": [{"results/claims/claims.md": {"cache": False}}, {"results/claims/fig_monitor.png": {"cache": False}}],
+        "metrics": [{"results/claims/claims.json": {"cache": False}}],
     }
     return {"vars": ["params.yaml"], "stages": stages}
 

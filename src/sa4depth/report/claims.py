@@ -60,6 +60,17 @@ def _err(src: str, msg: str) -> ValueError:
     return ValueError(f"{src}: {msg}")
 
 
+def _check_keys(d: Any, where: str, allowed: set[str], required: Sequence[str]) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping")
+    bad = set(d) - allowed
+    if bad:
+        raise ValueError(f"{where}: unknown key(s) {sorted(bad)} (allowed: {sorted(allowed)})")
+    for k in required:
+        if k not in d:
+            raise ValueError(f"{where}: missing key {k!r}")
+
+
 def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = None) -> dict[str, Any]:
     """``{"scale", "data", "claims": [Claim]}`` from a claims file; every key is checked."""
     import yaml
@@ -78,14 +89,7 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
     claims, seen = [], set()
     for i, c in enumerate(raw["claims"]):
         where = f"{path}: claims[{i}]"
-        if not isinstance(c, dict):
-            raise ValueError(f"{where}: expected a mapping")
-        bad = set(c) - _CLAIM_KEYS
-        if bad:
-            raise ValueError(f"{where}: unknown key(s) {sorted(bad)} (allowed: {sorted(_CLAIM_KEYS)})")
-        for k in ("id", "table", "statement", "seeds", "comparisons"):
-            if k not in c:
-                raise ValueError(f"{where}: missing key {k!r}")
+        _check_keys(c, where, _CLAIM_KEYS, ("id", "table", "statement", "seeds", "comparisons"))
         cid = str(c["id"])
         if cid in seen:
             raise ValueError(f"{where}: duplicate claim id {cid!r}")
@@ -98,14 +102,7 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
             raise ValueError(f"{where} ({cid}): comparisons must be a non-empty list")
         for j, m in enumerate(c["comparisons"]):
             w = f"{where} ({cid}) comparisons[{j}]"
-            if not isinstance(m, dict):
-                raise ValueError(f"{w}: expected a mapping")
-            bad = set(m) - _CMP_KEYS
-            if bad:
-                raise ValueError(f"{w}: unknown key(s) {sorted(bad)} (allowed: {sorted(_CMP_KEYS)})")
-            for k in ("metric", "a", "b", "better", "eval"):
-                if k not in m:
-                    raise ValueError(f"{w}: missing key {k!r}")
+            _check_keys(m, w, _CMP_KEYS, ("metric", "a", "b", "better", "eval"))
             if m["better"] not in ("lower", "higher"):
                 raise ValueError(f"{w}: better={m['better']!r} (lower | higher)")
             for k in ("a", "b"):

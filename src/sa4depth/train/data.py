@@ -131,4 +131,18 @@ def make_train_loader(dataset: Dataset, sampler: EpochBatchSampler, num_workers:
     gen = torch.Generator()
     gen.manual_seed(_seed_from(sampler.seed, sampler.epoch, 0xDA7A))
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                      collate_fn=_collate(), pin_memory=pin_memory, generator=gen)
+                      collate_fn=_collate(), pin_memory=pin_memory, generator=gen,
+                      worker_init_fn=_ignore_stop_signals if num_workers > 0 else None)
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Loader workers ignore SIGTERM / SIGUSR1. Slurm preemption (and ``pkill``) signals every
+    process of the job; a worker that died of it made the main process fail with "DataLoader worker
+    killed" instead of finishing its step and writing the checkpoint. The main process handles the
+    signal and shuts the workers down itself."""
+    import signal
+
+    for name in ("SIGTERM", "SIGUSR1"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
