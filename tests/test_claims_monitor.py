@@ -233,3 +233,13 @@ def test_monitor_does_not_change_training(driving, tmp_path):
     for mod in w[0]:
         for k in w[0][mod]:
             assert torch.equal(w[0][mod][k], w[1][mod][k]), f"{mod}.{k}"
+
+
+def test_seeds_needed_is_the_smallest_n_whose_interval_excludes_zero():
+    from sa4depth.report.claims import seeds_needed
+
+    d = [-0.139, -0.073, -0.065]  # the differences: the 95 % interval straddles 0 at n = 3
+    n = seeds_needed(d, 0.95)
+    assert n == 4
+    assert paired_interval(d + [sum(d) / 3])[2] < 0  # with a 4th seed at the mean it clears 0
+    assert seeds_needed([0.1, -0.1, 0.1, -0.1], 0.95) is None

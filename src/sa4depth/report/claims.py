@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict",
+__all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
            "claim_inputs", "build_ledger", "write_ledger", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
@@ -151,6 +151,7 @@ def compare(a_values: Sequence[float], b_values: Sequence[float], better: str, f
     fam_level = 1.0 - 0.05 / max(1, family_size)
     fam = paired_interval(diffs, fam_level)
     outcome = "unclear"
+    n_needed = seeds_needed(diffs, fam_level)
     if fam is not None:
         _, lo, hi = fam
         claimed_below = better == "lower"  # the paper says a - b < 0
@@ -166,7 +167,27 @@ def compare(a_values: Sequence[float], b_values: Sequence[float], better: str, f
         "ci_family": [fam[1], fam[2]] if fam else None,
         "ci_family_level": fam_level,
         "outcome": outcome,
+        "seeds_needed": n_needed,
     }
+
+
+def seeds_needed(diffs: Sequence[float], level: float, max_n: int = 100) -> int | None:
+    """The smallest seed count whose interval at ``level`` would exclude 0 if the mean and the
+    standard deviation of the differences stayed as measured (a planning figure, not a power
+    analysis); None when the mean is 0, fewer than 2 values, or more than ``max_n`` would be needed."""
+    from scipy import stats
+
+    d = [float(x) for x in diffs]
+    if len(d) < 2 or not all(math.isfinite(x) for x in d):
+        return None
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    if mean == 0:
+        return None
+    for n in range(2, max_n + 1):
+        if float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * sd / math.sqrt(n) < abs(mean):
+            return n
+    return None
 
 
 def claim_verdict(outcomes: Iterable[str]) -> str:
@@ -273,7 +294,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
              "the claim's comparisons (`ci family`): a comparison *supports* the claim when that interval "
              "lies on the paper's side of 0, *opposes* it when it lies on the other side; a claim is "
              "**reproduced** when all comparisons support it, **contradicted** when one opposes it, "
-             "**inconclusive** otherwise.", ""]
+             "**inconclusive** otherwise. `seeds for a clear interval`: how many seeds the family interval would "
+             "need to exclude 0 if the measured mean and spread of the differences held (a planning figure).", ""]
     if provenance:
         lines += [f"Computed at commit `{provenance.get('git_commit', '?')}` on {provenance.get('created', '?')}.", ""]
     lines += ["| claim | table | verdict | data | scale | seeds |", "|---|---|---|---|---|---|"]
@@ -287,8 +309,9 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             lines += ["Substitutions: " + "; ".join(c["substitutions"]), ""]
         if c.get("note"):
             lines += [c["note"], ""]
-        lines += ["| metric | a | b | paper says | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| metric | a | b | paper says | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
+                  "| seeds for a clear interval |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for m in c["comparisons"]:
             says = "a < b" if m["better"] == "lower" else "a > b"
             av = ", ".join(f"{v:.4g}" for v in m["a_values"])
@@ -297,8 +320,9 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             cf = (f"[{_fmt(m['ci_family'][0])}, {_fmt(m['ci_family'][1])}] ({100 * m['ci_family_level']:.1f} %)"
                   if m["ci_family"] else "n/a")
             name = m["label"] or m["metric"]
+            need = m.get("seeds_needed")
             lines.append(f"| {name} | {m['a']} | {m['b']} | {says} | {av} | {bv} | {_fmt(m['mean_diff'])} | {ci} "
-                         f"| {cf} | {m['outcome']} |")
+                         f"| {cf} | {m['outcome']} | {need if need else '> 100'} |")
     for p in ledger.get("pending", []):
         lines += ["", f"## {p['id']} ({p['table']}): not run yet", "", f"> {p['statement']}", "",
                   f"{p['missing']} result files are missing (e.g. `{p['missing_files'][0]}`); "
