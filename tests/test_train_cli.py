@@ -126,3 +126,26 @@ def test_sigterm_to_every_process_of_the_job_still_checkpoints(driving, tmp_path
     assert p.returncode == 3, out
     assert "DataLoader worker" not in out
     assert 1 <= load_checkpoint(ck)["step"] < 40
+
+
+def test_a_second_train_into_a_busy_run_directory_stops_at_once(driving, tmp_path):
+    """Two writers in one run directory (e.g. two Snakemake invocations scheduling the same run)
+    would interleave checkpoints and log.csv: the second process must refuse, naming the lock."""
+    over = _data_args(driving) + ["train.max_steps=200", "train.checkpoint_every=1", "train.monitor_every=0"]
+    run = tmp_path / "run"
+    cmd = [str(BIN), "train", "--scale", "tiny", "--out", str(run), "--no-progress", "--threads", "1", *over]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: (run / "checkpoints" / "last.pt").exists(), first)
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "another process is training into this run directory" in second.stderr
+        assert first.poll() is None  # the first run is untouched
+    finally:
+        first.kill()
+        first.wait()
+    # the lock dies with its (killed) process: the directory can be trained into again
+    short = [str(BIN), "train", "--scale", "tiny", "--out", str(run), "--no-progress", "--threads", "1",
+             "--resume", "never", *_data_args(driving), "train.max_steps=2", "train.monitor_every=0"]
+    res = subprocess.run(short, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -176,6 +176,38 @@ class _SignalFlag:
             signal.signal(s, h)
 
 
+class _RunLock:
+    """An exclusive, non-blocking ``flock`` on ``RUN_DIR/.train.lock`` while a process trains into
+    the run directory: a second ``sa4depth train`` into the same directory (two Snakemake
+    invocations scheduling the same run, a user's rerun while a job is still alive) stops at once
+    instead of two writers interleaving checkpoints and log.csv. The kernel drops the lock when the
+    process dies, so a killed run never leaves a stale lock. No-op where ``fcntl`` is missing."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".train.lock"
+        self.fh: Any = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            self.fh = None
+            raise ConfigError(f"{self.path.parent}: another process is training into this run directory "
+                              f"(it holds {self.path}); wait for it to finish or use another --out") from None
+
+    def release(self) -> None:
+        if self.fh is not None:
+            self.fh.close()  # closing the file releases the flock
+            self.fh = None
+
+
 def _load_dataset(cfg: Config):
     """The training split; GT depth only when a pose source needs it, LiDAR only for row 2."""
     try:
@@ -211,9 +243,14 @@ def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progres
     # process-wide switches changed for deterministic runs are restored afterwards
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    lock = _RunLock(out) if info.is_main else None
     try:
+        if lock is not None:
+            lock.acquire()
         return _train(cfg, out, resume, progress, stop_after, log, device, info, dataset)
     finally:
+        if lock is not None:
+            lock.release()
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
         cleanup_distributed()
