@@ -258,7 +258,12 @@ def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: 
     Md2-18 + SA4Depth), a thin line per seed and a thick one for the mean over seeds; pose panels
     draw the pose net's value solid and the refined pose's dashed."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(MONITOR_PANELS), figsize=(4.2 * len(MONITOR_PANELS), 3.6))
+    ncols = 3
+    nrows = -(-len(MONITOR_PANELS) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.8 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(MONITOR_PANELS):]:
+        ax.set_visible(False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (key, label, pair) in zip(axes, MONITOR_PANELS):
         for gi, (name, runs) in enumerate(groups.items()):
