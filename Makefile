@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (see README):
 #   make reproduce   set up, then run the paper DAG (every table and figure) on the synthetic default
 #   make test        set up, then run the test suite
+#   make claims      set up, then build the claims ledger (hours on 2 CPU cores; resumes)
 # TORCH selects the PyTorch to install first; the default is the CPU build pinned for this
 # project's CI machines. On a CUDA machine: make setup TORCH=torch  (or your own wheel/index).
 PY ?= python3
@@ -9,7 +10,7 @@ TORCH ?= torch==2.13.0
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup test reproduce clean-venv
+.PHONY: setup test reproduce claims clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,7 +25,10 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 reproduce: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) all $(SNAKEMAKE_ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) paper $(SNAKEMAKE_ARGS)
+
+claims: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) claims $(SNAKEMAKE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

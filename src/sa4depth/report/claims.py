@@ -333,8 +333,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
 def write_ledger(ledger: dict[str, Any], out_dir: str | Path, copy_root: str | Path | None = None,
                  provenance: Mapping[str, Any] | None = None) -> list[Path]:
     """Write ``claims.json`` / ``claims.md`` atomically; copy every source file under
-    ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/`` (and the run's ``log.csv`` for ``train``
-    comparisons: the learning curve) so the ledger and its inputs are committed together."""
+    ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/`` (and the run's ``log.csv`` and ``config.yaml``
+    for ``train`` comparisons: the learning curve and what was trained) so the ledger and its inputs are committed together."""
     from sa4depth.report.tables import _atomic_write
 
     out = Path(out_dir)
@@ -354,9 +354,10 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path, copy_root: str | P
                         dst_dir.mkdir(parents=True, exist_ok=True)
                         _copy_atomic(src, dst)
                         copied[str(src)] = str(dst)
-                        log = src.parent / "log.csv"
-                        if m["eval"] == TRAIN_EVAL and log.is_file():
-                            _copy_atomic(log, dst_dir / "log.csv")
+                        if m["eval"] == TRAIN_EVAL:  # the learning curve and the resolved config of the run
+                            for extra in ("log.csv", "config.yaml"):
+                                if (src.parent / extra).is_file():
+                                    _copy_atomic(src.parent / extra, dst_dir / extra)
                     rel_files.append(str(dst.relative_to(out)))
                 m[f"{side}_files"] = rel_files
     if provenance:
