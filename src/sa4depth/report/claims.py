@@ -29,7 +29,7 @@ __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
-_CLAIM_KEYS = {"id", "table", "statement", "seeds", "substitutions", "comparisons", "note"}
+_CLAIM_KEYS = {"id", "table", "statement", "summary", "seeds", "substitutions", "comparisons", "note"}
 _CMP_KEYS = {"metric", "a", "b", "better", "eval", "path", "a_path", "b_path", "label"}
 
 
@@ -54,6 +54,7 @@ class Claim:
     comparisons: list[Comparison]
     substitutions: list[str] = field(default_factory=list)
     note: str = ""
+    summary: str = ""
 
 
 def _err(src: str, msg: str) -> ValueError:
@@ -118,7 +119,8 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
         if not isinstance(subs, list):
             raise ValueError(f"{where} ({cid}): substitutions must be a list of strings")
         claims.append(Claim(cid, str(c["table"]), str(c["statement"]).strip(), seeds, comps,
-                            [str(s) for s in subs], str(c.get("note", "")).strip()))
+                            [str(s) for s in subs], str(c.get("note", "")).strip(),
+                            str(c.get("summary", "")).strip()))
     scale = raw.get("scale", "study")
     return {"scale": str(scale), "claims": claims}
 
@@ -247,7 +249,8 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
     for c in claims:
         missing = [f for f in claim_inputs([c], data, scale, runs_root, metrics_root) if not Path(f).is_file()]
         if missing and allow_missing:
-            pending.append({"id": c.id, "table": c.table, "statement": c.statement, "seeds": c.seeds,
+            pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
+                            "seeds": c.seeds,
                             "missing": len(missing), "missing_files": missing})
             continue
         comps = []
@@ -271,7 +274,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                           "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
                           "seeds": list(range(c.seeds)), **rec, "a_files": files["a"], "b_files": files["b"]})
         out.append({
-            "id": c.id, "table": c.table, "statement": c.statement,
+            "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
             "verdict": claim_verdict(x["outcome"] for x in comps),
             "scale": scale, "data": data, "seeds": c.seeds, "substitutions": c.substitutions,
             "note": c.note, "comparisons": comps,
@@ -298,11 +301,13 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
              "need to exclude 0 if the measured mean and spread of the differences held (a planning figure).", ""]
     if provenance:
         lines += [f"Computed at commit `{provenance.get('git_commit', '?')}` on {provenance.get('created', '?')}.", ""]
-    lines += ["| claim | table | verdict | data | scale | seeds |", "|---|---|---|---|---|---|"]
+    lines += ["| claim | table | the paper says | verdict | data | scale | seeds |", "|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
-        lines.append(f"| {c['id']} | {c['table']} | **{c['verdict']}** | {c['data']} | {c['scale']} | {c['seeds']} |")
+        lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
+                     f"| {c['scale']} | {c['seeds']} |")
     for p in ledger.get("pending", []):
-        lines.append(f"| {p['id']} | {p['table']} | not run yet ({p['missing']} result files missing) | | | {p['seeds']} |")
+        lines.append(f"| {p['id']} | {p['table']} | {p.get('summary', '')} | not run yet ({p['missing']} result "
+                     f"files missing) | | | {p['seeds']} |")
     for c in ledger["claims"]:
         lines += ["", f"## {c['id']} ({c['table']}): {c['verdict']}", "", f"> {c['statement']}", ""]
         if c["substitutions"]:
