@@ -207,6 +207,25 @@ def test_monitor_columns_in_a_tiny_runs_log_and_damping_learns_only_in_row_6(dri
     assert abs(math.log(lam6[-1] / lam6[0])) > 0.01  # row 6: moved by more than 1 % in 4 steps
     done = json.loads((runs["r06"] / "done.json").read_text())
     assert done["monitor"]["damping"] == pytest.approx(lam6[-1], rel=1e-4)
+    # every value path of the shipped claims resolves in the files the evaluations really write
+    from sa4depth.report.claims import _dig
+
+    files = {"train": runs["r06"] / "done.json"}
+    for eid, args in (("depth_eigen_benchmark", ["depth", "--split", "eigen_benchmark"]),
+                      ("depth_eigen_benchmark_sa", ["depth", "--split", "eigen_benchmark", "--scale-aware"]),
+                      ("scale", ["scale"])):
+        out = tmp_path / f"{eid}.json"
+        r = subprocess.run([str(BIN), "evaluate", *args, "--run", str(runs["r06"]), "--out", str(out)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        files[eid] = out
+    spec = load_claims(ROOT / "params/claims.yaml")
+    for c in spec["claims"]:
+        for m in c.comparisons:
+            assert m.eval in files, (c.id, m.eval)
+            obj = json.loads(files[m.eval].read_text())
+            for path in (m.a_path, m.b_path):
+                assert math.isfinite(_dig(obj, path, files[m.eval])), (c.id, path)
     # the monitor figure from the two runs' logs
     png = tmp_path / "fig_monitor.png"
     r = subprocess.run([str(BIN), "figure", "monitor", "--run", f"row 6={runs['r06']}", "--run",
