@@ -73,7 +73,7 @@ def _check_keys(d: Any, where: str, allowed: set[str], required: Sequence[str]) 
 
 
 def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = None) -> dict[str, Any]:
-    """``{"scale", "data", "claims": [Claim]}`` from a claims file; every key is checked."""
+    """``{"scale", "claims": [Claim]}`` from a claims file; every key is checked."""
     import yaml
 
     path = Path(path)
@@ -335,7 +335,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
     return "\n".join(lines) + "\n"
 
 
-def write_ledger(ledger: dict[str, Any], out_dir: str | Path, copy_root: str | Path | None = None,
+def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                  provenance: Mapping[str, Any] | None = None) -> list[Path]:
     """Write ``claims.json`` / ``claims.md`` atomically; copy every source file under
     ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/`` (and the run's ``log.csv`` and ``config.yaml``

@@ -72,15 +72,6 @@ def summarise_pairs(err: Mapping[str, torch.Tensor], prefix: str) -> dict[str, f
     }
 
 
-def _collate(samples: list[Mapping]) -> dict:
-    out: dict = {}
-    for k in samples[0]:
-        v = samples[0][k]
-        if torch.is_tensor(v):
-            out[k] = torch.stack([s[k] for s in samples])
-    return out
-
-
 class ScaleMonitor:
     """Measures the model on a fixed validation subset; see the module docstring.
 
@@ -93,9 +84,11 @@ class ScaleMonitor:
         if n == 0:
             raise ValueError("scale monitor: the validation split is empty")
         idx = sorted(set(np.linspace(0, n - 1, min(num_samples, n)).round().astype(int).tolist()))
-        samples = [dataset[i] for i in idx]
+        from torch.utils.data import default_collate
+
+        batch = default_collate([dataset[i] for i in idx])
         self.indices = idx
-        self.batch = {k: v.to(device) for k, v in _collate(samples).items()}
+        self.batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
         self.cfg = cfg
         self.device = device
         self.seed = seed
@@ -177,8 +170,7 @@ class ScaleMonitor:
 
         T_net = None
         if getattr(model, "use_pose_net", False):
-            inputs = {k: v for k, v in b.items()}
-            T_net_d = model._pose_net_poses(inputs)
+            T_net_d = model._pose_net_poses(b)
             T_net = torch.cat([T_net_d[f].float()[kidx] for f in self.sources])
             e_net = pose_errors(T_net, T_gt, s_pairs)
             out.update(summarise_pairs(e_net, "net_"))
@@ -199,9 +191,9 @@ class ScaleMonitor:
             T_ref = torch.cat([T_ref_d[f].float()[kidx] for f in self.sources])
             e_ref = pose_errors(T_ref, T_gt, s_pairs)
             out.update(summarise_pairs(e_ref, "ref_"))
-            out["ref_pose_scale_var"] = table_i_vars(T_ref)["pose_scale_var"]
-            if "depth_scale_var" not in out:
-                out["depth_scale_var"] = table_i_vars(T_ref)["depth_scale_var"]
+            tv = table_i_vars(T_ref)
+            out["ref_pose_scale_var"] = tv["pose_scale_var"]
+            out.setdefault("depth_scale_var", tv["depth_scale_var"])
             c0, c1 = refiner.last_pair_costs
             sel = torch.cat([kidx + i * B for i in range(len(self.sources))])
             c0, c1 = c0[sel], c1[sel]

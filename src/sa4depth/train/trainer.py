@@ -372,7 +372,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
 
         monitor = ScaleMonitor.from_config(cfg, device, log)
 
-    def monitor_row(at_step: int, epoch: int, vals: dict[str, float]) -> dict[str, float]:
+    def monitor_row(at_step: int, vals: dict[str, float]) -> dict[str, float]:
         """Monitor values (``mon/*``) merged into the logged row of ``at_step``, also to TensorBoard."""
         assert monitor is not None
         mon = {f"mon/{k}": v for k, v in monitor(model).items()}
@@ -380,7 +380,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
         return {**vals, **mon}
 
     if monitor is not None and step == 0:  # the untrained model: where every curve starts
-        row0 = monitor_row(0, 0, {})
+        row0 = monitor_row(0, {})
         csv_log.write({"step": 0, "epoch": 0, **{k: f"{v:.6g}" for k, v in row0.items()},  # type: ignore[union-attr]
                        "lr": f"{optimizer.param_groups[0]['lr']:.6g}", "time": f"{elapsed_before:.2f}"})
 
@@ -442,7 +442,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
                     vals = all_reduce_mean(vals, info, device)
                     last_logs = vals
                     if at_monitor and monitor is not None:
-                        vals = monitor_row(step, epoch, vals)
+                        vals = monitor_row(step, vals)
                         last_monitor = {k[4:]: v for k, v in vals.items() if k.startswith("mon/")}
                     if info.is_main:
                         lr = optimizer.param_groups[0]["lr"]
