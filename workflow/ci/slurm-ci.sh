@@ -206,7 +206,7 @@ def tensors(obj, prefix=""):
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             yield from tensors(v, f"{prefix}[{i}]")
-a, b = (dict(tensors(torch.load(p, map_location="cpu", weights_only=False))) for p in sys.argv[1:3])
+a, b = (dict(tensors(torch.load(p, map_location="cpu", weights_only=True))) for p in sys.argv[1:3])
 if a.keys() != b.keys() or not a:
     sys.exit(f"different tensor names: {sorted(a.keys() ^ b.keys())[:5]}")
 diff = [k for k in a if a[k].shape != b[k].shape or not torch.equal(a[k], b[k])]

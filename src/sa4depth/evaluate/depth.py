@@ -116,27 +116,27 @@ def load_predictions(path: str | os.PathLike, kind: str = "disp", key: str | Non
         raise ValueError(f"--pred-kind must be 'disp' or 'depth', got {kind!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: prediction file not found")
-    try:
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=True) as z:
-                names = list(z.files)
-                if key is not None:
-                    if key not in names:
-                        raise ValueError(f"{path}: no array {key!r} (has {names})")
-                    arr = z[key]
-                elif len(names) == 1:
-                    arr = z[names[0]]
-                else:
-                    pick = next((n for n in ("data", "disp", "depth", "pred") if n in names), None)
-                    if pick is None:
-                        raise ValueError(f"{path}: several arrays {names}; choose one with --pred-key")
-                    arr = z[pick]
-        elif path.endswith(".npy"):
-            arr = np.load(path, allow_pickle=True)
+    from sa4depth.safeio import load_npy, load_npz, npz_names
+
+    if path.endswith(".npz"):
+        names = npz_names(path)
+        if not names:
+            raise ValueError(f"{path}: the .npz file holds no arrays")
+        if key is not None:
+            if key not in names:
+                raise ValueError(f"{path}: no array {key!r} (has {names}); choose one with --pred-key")
+            pick = key
+        elif len(names) == 1:
+            pick = names[0]
         else:
-            raise ValueError(f"{path}: predictions must be a .npy or .npz file")
-    except (OSError, EOFError) as e:  # np.load raises these on a corrupt file
-        raise ValueError(f"{path}: cannot read predictions: {e}") from None
+            pick = next((n for n in ("data", "disp", "depth", "pred") if n in names), None)
+            if pick is None:
+                raise ValueError(f"{path}: several arrays {names}; choose one with --pred-key")
+        arr = load_npz(path, [pick])[pick]
+    elif path.endswith(".npy"):
+        arr = load_npy(path)
+    else:
+        raise ValueError(f"{path}: predictions must be a .npy or .npz file")
     maps = _as_map_list(arr, path, f"predicted {kind}")
     for i, m in enumerate(maps):
         if not np.all(np.isfinite(m)):
@@ -151,13 +151,15 @@ def load_gt_depths(path: str | os.PathLike) -> list[np.ndarray]:
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: ground-truth file not found")
-    try:
-        with np.load(path, allow_pickle=True, fix_imports=True, encoding="latin1") as z:
-            if "data" not in z.files:
-                raise ValueError(f"{path}: no array 'data' (has {list(z.files)}); expected Monodepth2's gt_depths.npz")
-            arr = z["data"]
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: cannot read ground truth: {e}") from None
+    from sa4depth.safeio import load_npz, npz_names
+
+    if not path.endswith(".npz"):
+        raise ValueError(f"{path}: ground truth must be a .npz file with an array 'data' (Monodepth2's "
+                         f"gt_depths.npz, as `sa4depth prepare` or the evaluation's --gt auto export it)")
+    names = npz_names(path)
+    if "data" not in names:
+        raise ValueError(f"{path}: no array 'data' (has {names}); expected Monodepth2's gt_depths.npz")
+    arr = load_npz(path, ["data"])["data"]
     maps = _as_map_list(arr, path, "GT depth")
     for i, m in enumerate(maps):
         if np.any(np.isnan(m)):

@@ -119,7 +119,9 @@ def read_model_file(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        from sa4depth.safeio import torch_load
+
+        payload = torch_load(path, map_location=map_location)  # weights_only: a file never runs code
     except Exception as e:
         raise ValueError(f"{path}: not a sa4depth model file (cannot be read: {type(e).__name__}: {e})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:

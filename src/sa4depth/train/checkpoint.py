@@ -18,6 +18,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from sa4depth.safeio import torch_load
+
 __all__ = ["CHECKPOINT_FORMAT", "capture_rng", "restore_rng", "save_checkpoint", "load_checkpoint",
            "sha256_file", "write_json_atomic"]
 
@@ -61,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        ck = torch.load(path, map_location=map_location, weights_only=False)
+        ck = torch_load(path, map_location=map_location)  # weights_only: a file never runs code
     except Exception as e:  # truncated / foreign file
         raise ValueError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:

@@ -1,0 +1,125 @@
+"""Readers for files that may come from anyone: no file ever runs code when it is loaded.
+
+``np.load(allow_pickle=True)`` and ``torch.load(weights_only=False)`` execute whatever a pickle
+says. The data this project reads only ever needs numpy arrays (Monodepth2's ``gt_depths.npz``
+stores an *object* array of differently sized maps, which numpy pickles) and torch tensors plus
+plain containers. So:
+
+* :func:`load_npy` / :func:`load_npz` read ``.npy`` / ``.npz`` without pickle; an object array's
+  pickle is read by an unpickler that can build numpy arrays and dtypes and nothing else.
+* :func:`torch_load` is ``torch.load(weights_only=True)`` with numpy's array reconstruction
+  allow-listed (training checkpoints hold numpy's RNG state: a ``uint32`` array).
+
+Every error is a :class:`ValueError` that names the file.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+import numpy as np
+
+__all__ = ["load_npy", "load_npz", "npz_names", "torch_load"]
+
+# (module, name) pairs a numpy object-array pickle needs; numpy 1.x writes numpy.core, 2.x numpy._core
+_NUMPY_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                  for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NUMPY_GLOBALS or (module == "numpy.dtypes" and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays may be stored here")
+
+
+def _read_array(fh: IO[bytes]) -> np.ndarray:
+    """One ``.npy`` stream; object arrays through :class:`_NumpyOnlyUnpickler`."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+    else:  # 3.0 (utf-8 field names): no public reader of the header alone
+        shape, fortran, dtype = fmt._read_array_header(fh, version)  # noqa: SLF001
+    if not dtype.hasobject:
+        count = int(np.prod(shape, dtype=np.int64))
+        data = fh.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise EOFError(f"truncated: {len(data)} of {count * dtype.itemsize} data bytes")
+        arr = np.frombuffer(data, dtype=dtype, count=count).copy()
+        return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+    arr = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"an object array was expected, the pickle holds a {type(arr).__name__}")
+    return arr
+
+
+def _fail(path: str | os.PathLike, what: str, e: BaseException) -> ValueError:
+    return ValueError(f"{path}: cannot read {what} ({type(e).__name__}: {e})")
+
+
+_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError,
+                pickle.UnpicklingError, zipfile.BadZipFile, UnicodeDecodeError, SyntaxError)
+
+
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """A ``.npy`` file's array; never runs code."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return _read_array(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except _READ_ERRORS as e:
+        raise _fail(path, "a .npy array", e) from None
+
+
+def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` file (only ``keys`` when given; a missing key is left out), by name."""
+    path = Path(path)
+    want = None if keys is None else set(keys)
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for member in z.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                name = member[:-4]
+                if want is not None and name not in want:
+                    continue
+                with z.open(member) as fh:
+                    out[name] = _read_array(io.BufferedReader(fh))  # type: ignore[arg-type]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except _READ_ERRORS as e:
+        raise _fail(path, "a .npz archive", e) from None
+    return out
+
+
+def npz_names(path: str | os.PathLike) -> list[str]:
+    """The array names of a ``.npz`` file, without reading any array."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [m[:-4] for m in z.namelist() if m.endswith(".npy")]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except _READ_ERRORS as e:
+        raise _fail(path, "a .npz archive", e) from None
+
+
+def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` plus numpy arrays (RNG state): tensors and plain data only."""
+    import torch
+
+    dtypes = {type(np.dtype(t)) for t in ("u1", "u4", "i4", "i8", "f4", "f8", "?")}
+    allowed = [np.ndarray, np.dtype, *sorted(dtypes, key=str)]
+    recon = getattr(getattr(np, "_core", np.core), "multiarray")._reconstruct  # type: ignore[attr-defined]
+    allowed.append(recon)
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location=map_location, weights_only=True)
