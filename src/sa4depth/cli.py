@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         # loaders and evaluators raise these with the offending file/key in the message
         print(f"sa4depth {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. --out names a file's child, a directory, or an unwritable place
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"sa4depth {args.verb}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

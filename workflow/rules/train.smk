@@ -32,10 +32,11 @@ rule train:
     shell:
         # config.yaml and checkpoints/ are not outputs, so a failed or preempted job (Slurm retry,
         # --rerun-incomplete) resumes from checkpoints/last.pt; a run whose config hash changed
-        # drops them first and trains afresh.
-        "if [ \"$(cat {params.run_dir}/config.hash 2>/dev/null)\" != {params.config_hash} ]; "
-        "then rm -rf {params.run_dir}/checkpoints {params.run_dir}/config.yaml; fi; "
+        # trains afresh (--resume never: the trainer moves the old run aside until the new one is done).
+        "resume=auto; if [ \"$(cat {params.run_dir}/config.hash 2>/dev/null)\" != {params.config_hash} ]; "
+        "then resume=never; fi; "
         "mkdir -p {params.run_dir} && echo {params.config_hash} > {params.run_dir}/config.hash; "
         "sa4depth train --data {wildcards.data} --scale {wildcards.scale} --row experiments:{wildcards.exp} "
-        "{params.config_file} --out {params.run_dir} --no-progress --threads {params.torch_threads} "
+        "{params.config_file} --out {params.run_dir} --resume $resume --no-progress "
+        "--threads {params.torch_threads} "
         "seed={wildcards.seed} {params.extra} > {log} 2>&1"

@@ -226,7 +226,8 @@ def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progres
 
     Args:
         resume: ``auto`` continues from ``out_dir/checkpoints/last.pt`` when present (and skips a
-            finished run with the same config); ``never`` starts from scratch (old outputs removed).
+            finished run with the same config); ``never`` starts from scratch: a previous run's
+            outputs are moved to ``out_dir/replaced/`` and removed only when the new run is done.
         progress: tqdm bar; ``None`` = only when stderr is a terminal.
         stop_after: test hook: raise :class:`StopTraining` right after the checkpoint written at
             this step (what a SIGKILL after that checkpoint leaves behind).
@@ -256,27 +257,52 @@ def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progres
         cleanup_distributed()
 
 
-def _prepare_out_dir(cfg: Config, out: Path, resume: str) -> str:
-    """Returns ``fresh``, ``resume`` or ``done``."""
+# what ``sa4depth train`` writes into a run directory (besides config.yaml and the lock)
+_RUN_OUTPUTS = ("done.json", "model.pt", "log.csv", "checkpoints", "tb")
+REPLACED_DIR = "replaced"
+
+
+def _inspect_out_dir(cfg: Config, out: Path, resume: str) -> str:
+    """Returns ``fresh``, ``resume`` or ``done``; writes nothing.
+
+    Refuses a directory holding trainer outputs (model.pt, log.csv, ...) without the config.yaml a
+    run writes first: those files were not made by ``sa4depth train`` and are never overwritten.
+    """
     done, cfg_file, last = out / "done.json", out / "config.yaml", out / "checkpoints" / "last.pt"
-    if resume == "auto" and cfg_file.is_file():
+    if not cfg_file.is_file():
+        foreign = [n for n in _RUN_OUTPUTS if (out / n).exists()]
+        if foreign:
+            raise ConfigError(f"{out}: holds {', '.join(foreign)} but no config.yaml, so sa4depth train did not "
+                              f"write them; they are left alone: choose another --out or move them away")
+        return "fresh"
+    if resume == "auto":
         saved = load_yaml(cfg_file)
         diff = config_diff(_comparable(saved), _comparable(cfg.to_dict()))
         if diff:
             raise ConfigError(f"{cfg_file}: the run in {out} was made with a different config (keys: "
-                              f"{', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}); use another --out "
-                              f"or --resume never to overwrite it")
+                              f"{', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}); use another --out, "
+                              f"or --resume never to replace it (the old run is kept in {out / REPLACED_DIR} "
+                              f"until the new one finishes)")
         if done.is_file():
             return "done"
         if last.is_file():
             return "resume"
-    for p in (done, out / "model.pt", last, out / "log.csv"):
-        if p.exists():
-            p.unlink()
-    if (out / "tb").is_dir():
-        shutil.rmtree(out / "tb")
-    save_config(cfg, cfg_file)
     return "fresh"
+
+
+def _start_fresh(cfg: Config, out: Path) -> None:
+    """Move a previous run's outputs aside into ``out/replaced/`` (removed once the new run is
+    done) and write the new config.yaml. Called only once the data and the model are built, so a
+    run that cannot start leaves the previous one as it was."""
+    old = [n for n in (*_RUN_OUTPUTS, "config.yaml") if (out / n).exists()]
+    if old:
+        aside = out / REPLACED_DIR
+        if aside.exists():  # an older replaced run whose successor never finished: keep the newer one
+            shutil.rmtree(aside)
+        aside.mkdir()
+        for n in old:
+            os.replace(out / n, aside / n)
+    save_config(cfg, out / "config.yaml")
 
 
 def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_after: int | None, log,
@@ -287,7 +313,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
     state, error = "fresh", None
     if info.is_main:
         try:
-            state = _prepare_out_dir(cfg, out, resume)
+            state = _inspect_out_dir(cfg, out, resume)
         except (ConfigError, ValueError, OSError) as e:
             error = e
     if info.enabled:  # only rank 0 looks at / writes the run directory; the others follow
@@ -347,6 +373,8 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
 
     step, elapsed_before = 0, 0.0
     last_ck = out / "checkpoints" / "last.pt"
+    if state == "fresh" and info.is_main:
+        _start_fresh(cfg, out)
     if state == "resume":
         ck = load_checkpoint(last_ck, map_location=device)
         if ck.get("total_steps") != total_steps or ck.get("steps_per_epoch") != steps_per_epoch:
@@ -495,6 +523,8 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
             "samples": n, "steps_per_epoch": steps_per_epoch, **model.matcher_info,
             **({"monitor": last_monitor} if last_monitor else {}),
         })
+        if (out / REPLACED_DIR).exists():  # the new result exists: the replaced run can go
+            shutil.rmtree(out / REPLACED_DIR)
         log(f"sa4depth train: done, {step} steps in {wall:.1f} s, final loss {last_logs.get('loss', math.nan):.4f}"
             f" -> {out / 'model.pt'}")
     return TrainResult(status, step, out, 0, last_logs, wall)

@@ -447,8 +447,11 @@ def write_profile(profile: str, out: str | os.PathLike, spec: SynthSpec, seed: i
             return have
         raise ValueError(f"{out}: holds a different synthetic benchmark ({mp}: profile={have.get('profile')}, "
                          f"seed={have.get('seed')}, spec={have.get('spec')}); use --force to overwrite")
-    if out.exists() and not force and any(out.iterdir()):
-        raise ValueError(f"{out}: exists without a {MANIFEST} manifest (an interrupted or foreign output); use --force")
+    if out.exists() and not mp.is_file() and (not out.is_dir() or any(out.iterdir())):
+        # synth renders into OUT.partial and renames it, so an OUT without a manifest is not ours:
+        # never delete it, --force or not
+        raise ValueError(f"{out}: exists and was not written by sa4depth synth (no {MANIFEST} manifest); "
+                         f"it is left alone: choose another --out or remove it yourself")
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
