@@ -121,6 +121,39 @@ def _unwrap(v: Any) -> Any:
 
 # ----------------------------------------------------------------------------- YAML
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _DuplicateKey(Exception):
+    """A mapping with the same key twice (PyYAML would silently keep the last value)."""
+
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(f"duplicate key {key!r} at line {line} (first at line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc, valid-type]
+    """The safe loader (libyaml's C parser when available) that rejects duplicate mapping keys.
+
+    Only construction is Python code, with either parser, so the check costs little. ``<<`` merge
+    keys are exempt (overriding a merged key is what they are for)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: the base constructor reports it
+                    continue
+                if first is not None:
+                    raise _DuplicateKey(key, line, first)
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
@@ -131,7 +164,10 @@ def load_yaml(path: str | os.PathLike) -> dict:
         with open(path) as f:
             # libyaml's C loader when available (same safe semantics, ~20x faster: the workflow
             # resolves dozens of experiment configs when it builds its DAG)
-            data = yaml.load(f, Loader=_SafeLoader)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}: line {e.line}: duplicate key {e.key!r} (first at line {e.first}; "
+                          f"YAML would silently keep only the last one)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if data is None:
@@ -185,6 +221,25 @@ class _Schema:
             if not isinstance(spec, dict):
                 raise ConfigError(f"{cons_file}: constraint for {key!r} must be a mapping")
             self.cons[key] = spec
+        #: dotted prefixes of the keys (``train``, ``data``...): sections, not settings
+        self.sections: set[str] = {k.rsplit(".", 1)[0] for k in self.defaults if "." in k}
+        for k in list(self.sections):
+            while "." in k:
+                k = k.rsplit(".", 1)[0]
+                self.sections.add(k)
+        #: free-form mappings (``type: dict``) and the entries they may hold (their default's keys)
+        self.leaf_mappings: dict[str, list[str]] = {
+            k: list(self.defaults[k]) if isinstance(self.defaults[k], dict) else []
+            for k, spec in self.cons.items() if spec.get("type") == "dict"}
+
+    def fold(self, key: str, value: Any) -> tuple[str, Any]:
+        """``data.roots.kitti = x`` -> ``data.roots = {kitti: x}`` (one entry of a free-form mapping)."""
+        if key in self.defaults:
+            return key, value
+        for m in self.leaf_mappings:
+            if key.startswith(m + "."):
+                return m, {key[len(m) + 1:]: value}
+        return key, value
 
     def closest(self, key: str) -> str | None:
         m = difflib.get_close_matches(key, list(self.defaults), n=1, cutoff=0.6)
@@ -210,6 +265,9 @@ class _Schema:
     def check(self, key: str, value: Any, source: str) -> Any:
         """Validate and coerce one value; return the coerced value."""
         if key not in self.defaults:
+            if key in self.sections:
+                raise ConfigError(f"{source}: {key!r} is a section and must be a mapping "
+                                  f"(e.g. {key}: {{{self._example(key)}: ...}}), got {type(value).__name__} {value!r}")
             hint = self.closest(key)
             msg = f"{source}: unknown key {key!r}"
             if hint:
@@ -222,6 +280,14 @@ class _Schema:
             raise ConfigError(f"{source}: key {key!r} may not be null")
         t = self.expected_type(key)
         value = _coerce(value, t, key, source)
+        if isinstance(value, dict) and self.leaf_mappings.get(key):
+            known = self.leaf_mappings[key]
+            for sub in value:
+                if sub not in known:
+                    hint = difflib.get_close_matches(str(sub), known, n=1, cutoff=0.6)
+                    raise ConfigError(f"{source}: key {key!r}: unknown entry {sub!r}"
+                                      + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                      + f"; known: {', '.join(known)}")
         if "choices" in spec and value not in spec["choices"]:
             raise ConfigError(f"{source}: key {key!r}: {value!r} is not one of {spec['choices']}")
         if "items" in spec and isinstance(value, list):
@@ -237,6 +303,9 @@ class _Schema:
         if "multiple_of" in spec and isinstance(value, int) and value % spec["multiple_of"]:
             raise ConfigError(f"{source}: key {key!r}: {value} must be a multiple of {spec['multiple_of']}")
         return value
+
+    def _example(self, section: str) -> str:
+        return next(k[len(section) + 1:].split(".")[0] for k in self.defaults if k.startswith(section + "."))
 
 
 def _coerce(value: Any, t: str, key: str, source: str) -> Any:
@@ -298,7 +367,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"command line: override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() != "" else ""
+    except _DuplicateKey as e:
+        raise ConfigError(f"command line: override {text!r}: duplicate key {e.key!r}") from None
     except yaml.YAMLError:
         value = raw
     # YAML reads 1e-3 as a string (no dot); accept it as a float
@@ -311,31 +382,85 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 # ----------------------------------------------------------------------------- rows
+#: keys a row of ``params/experiments.yaml`` may have
+EXPERIMENT_ROW_KEYS = frozenset({"set", "inherit"})
+#: keys a row of a table file (``params/tables/<table>.yaml``) may have; see :mod:`sa4depth.report.plan`
+TABLE_ROW_KEYS = frozenset({"label", "experiment", "set", "inherit", "paper", "run", "cite", "not_implemented",
+                            "requires_weights", "eval", "group", "training", "switch", "allowed", "show_config"})
+
+
+def _is_experiments_file(path: Path) -> bool:
+    return experiments_file(path).resolve() == path.resolve()
+
+
+def _check_rows(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``rows`` mapping of a table/experiments file, every row's keys checked (naming file and row)."""
+    rows = data.get("rows")
+    if not isinstance(rows, dict):
+        raise ConfigError(f"{path}: no 'rows' mapping")
+    exp_file = _is_experiments_file(path)
+    if exp_file:
+        extra = sorted(map(str, set(data) - {"rows"}))
+        if extra:
+            raise ConfigError(f"{path}: unknown top-level key(s) {extra} (an experiments file has only 'rows')")
+    known = EXPERIMENT_ROW_KEYS if exp_file else TABLE_ROW_KEYS
+    for name, entry in rows.items():
+        where = f"{path}: row {name!r}"
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a mapping (e.g. {{set: {{...}}}}), "
+                              f"got {type(entry).__name__} {entry!r}")
+        unknown = sorted(map(str, set(entry) - known))
+        if unknown:
+            hints = [h for u in unknown for h in difflib.get_close_matches(u, sorted(known), n=1, cutoff=0.6)]
+            raise ConfigError(f"{where}: unknown key(s) {unknown}"
+                              + (f" (did you mean {hints[0]!r}?)" if len(unknown) == 1 and hints else "")
+                              + f" (known: {sorted(known)})")
+        if entry.get("set") is not None and not isinstance(entry["set"], dict):
+            raise ConfigError(f"{where}: 'set' must be a mapping of config keys, got {entry['set']!r}")
+        if entry.get("inherit") is not None and not isinstance(entry["inherit"], str):
+            raise ConfigError(f"{where}: 'inherit' must be a row name, got {entry['inherit']!r}")
+    return rows
+
+
 def load_row(table_file: str | os.PathLike, row: str) -> tuple[dict[str, Any], list[str]]:
     """Return the flattened delta of ``row`` in a table file (following ``inherit:``)
     and the chain of row names applied (base first)."""
-    table_file = Path(table_file)
+    delta, _, chain = _row_layers(Path(table_file), row)
+    return delta, chain
+
+
+def _row_layers(table_file: Path, row: str, via: str | None = None
+                ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """:func:`load_row` plus, per key, the row that set it (``FILE (row NAME[, inherited by ...])``),
+    so that a bad key in an inherited row's ``set:`` is blamed on that row."""
     data = load_yaml(table_file)
-    rows = data.get("rows")
-    if not isinstance(rows, dict):
-        raise ConfigError(f"{table_file}: no 'rows' mapping")
+    rows = _check_rows(table_file, data)
     chain: list[str] = []
     name: str | None = row
     while name is not None:
         if name not in rows:
             hint = difflib.get_close_matches(name, list(rows), n=1, cutoff=0.5)
-            raise ConfigError(f"{table_file}: no row {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            where = f"{table_file}: " + (f"row {chain[-1]!r}: inherit: " if chain else "")
+            raise ConfigError(f"{where}no row {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + (f" (named by {via})" if via and not chain else ""))
         if name in chain:
             raise ConfigError(f"{table_file}: row {name!r}: circular 'inherit'")
         chain.append(name)
         name = (rows[name] or {}).get("inherit")
     chain.reverse()
     delta: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     full_chain: list[str] = []
     for name in chain:
         entry = rows[name] or {}
         if "run" in entry and entry["run"] is False and name == row:
             raise ConfigError(f"{table_file}: row {row!r} is a cited row (run: false); it has no config")
+        context = [f"inherited by row {row}"] if name != row else []
+        if via:
+            context.append(f"used by {via}")
+        src = f"{table_file} (row {name}" + "".join(f", {c}" for c in context) + ")"
         exp = entry.get("experiment")
         if exp is not None:
             # a table row that names a shared experiment (params/experiments.yaml): its delta first
@@ -344,12 +469,15 @@ def load_row(table_file: str | os.PathLike, row: str) -> tuple[dict[str, Any], l
                 raise ConfigError(f"{table_file}: row {name!r}: 'experiment' must be a name, got {exp!r}")
             if exp_file.resolve() == table_file.resolve():
                 raise ConfigError(f"{table_file}: row {name!r}: 'experiment' inside the experiments file")
-            exp_delta, exp_chain = load_row(exp_file, exp)
+            exp_delta, exp_sources, exp_chain = _row_layers(exp_file, exp, via=f"{table_file} row {name}")
             delta.update(exp_delta)
+            sources.update(exp_sources)
             full_chain.extend(f"experiments:{c}" for c in exp_chain)
-        delta.update(_flatten(entry.get("set") or {}))
+        for k, v in _flatten(entry.get("set") or {}).items():
+            delta[k] = v
+            sources[k] = src
         full_chain.append(name)
-    return delta, full_chain
+    return delta, sources, full_chain
 
 
 def experiments_file(table_file: str | os.PathLike) -> Path:
@@ -378,12 +506,17 @@ def load_config(
     schema = _schema(pdir)
     merged: dict[str, Any] = {k: copy.deepcopy(v) for k, v in schema.defaults.items()}
 
-    def apply(flat: Mapping[str, Any], source: str) -> None:
+    origin: dict[str, str] = {}  # dotted key -> the layer that last set it (for cross-field errors)
+
+    def apply(flat: Mapping[str, Any], source: str, sources: Mapping[str, str] | None = None) -> None:
         for k, v in flat.items():
-            v = schema.check(k, copy.deepcopy(v), source)
+            src = (sources or {}).get(k, source)
+            k, v = schema.fold(k, v)  # data.roots.kitti=x -> data.roots={kitti: x}
+            v = schema.check(k, copy.deepcopy(v), src)
             if isinstance(v, dict) and isinstance(merged.get(k), dict):
                 v = {**merged[k], **v}  # free-form mappings (e.g. data.roots) merge per entry
             merged[k] = v
+            origin[k] = src
 
     # validate base itself (constraints may be violated by a bad edit of base.yaml)
     apply(dict(schema.defaults), str(schema.base_file))
@@ -412,8 +545,8 @@ def load_config(
         if not tpath.suffix:
             # bare names: "experiments" = params/experiments.yaml, else params/tables/<name>.yaml
             tpath = pdir / "experiments.yaml" if tfile == "experiments" else pdir / "tables" / f"{tfile}.yaml"
-        delta, chain = load_row(tpath, row_name)
-        apply(delta, f"{tpath} (row {row_name})")
+        delta, sources, chain = _row_layers(tpath, row_name)
+        apply(delta, f"{tpath} (row {row_name})", sources)
         layers.append(f"{tpath}:{'>'.join(chain)}")
     for f in files:
         # a run's own config.yaml works as a --config file: its provenance block is not a setting
@@ -424,6 +557,7 @@ def load_config(
     if ov_flat:
         apply(ov_flat, "command line")
         layers.append("command line: " + " ".join(f"{k}={v}" for k, v in ov_flat.items()))
+    _check_cross(merged, origin)
 
     nested: dict[str, Any] = {}
     for k, v in merged.items():
@@ -431,6 +565,34 @@ def load_config(
     nested.setdefault("meta", {})
     nested["meta"] = {"data": data, "scale": scale, "row": row_name, "layers": layers}
     return Config(nested)
+
+
+#: (lower, upper): the resolved value of ``lower`` must be < that of ``upper`` (keys absent: not checked)
+_ORDERED = (("model.min_depth", "model.max_depth"), ("eval.min_depth", "eval.max_depth"),
+            ("refine.damping_min", "refine.damping_max"))
+#: lists that must contain 0: the target frame, the full-resolution scale
+_CONTAINS_ZERO = {"data.frame_ids": "the target frame 0", "model.scales": "the full-resolution scale 0"}
+
+
+def _check_cross(merged: Mapping[str, Any], origin: Mapping[str, str]) -> None:
+    """Checks that involve more than one key, on the resolved values; each error names the keys
+    and the layer that set them."""
+    def where(k: str) -> str:
+        return origin.get(k, "defaults")
+
+    for lo, hi in _ORDERED:
+        a, b = merged.get(lo), merged.get(hi)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not a < b:
+            raise ConfigError(f"{lo}={a!r} (from {where(lo)}) must be < {hi}={b!r} (from {where(hi)})")
+    k, lo, hi = "refine.damping_init", "refine.damping_min", "refine.damping_max"
+    if all(isinstance(merged.get(x), (int, float)) for x in (k, lo, hi)) and \
+            not merged[lo] <= merged[k] <= merged[hi]:
+        raise ConfigError(f"{k}={merged[k]!r} (from {where(k)}) must lie in [{lo}={merged[lo]!r}, "
+                          f"{hi}={merged[hi]!r}] (from {where(lo)}, {where(hi)})")
+    for k, what in _CONTAINS_ZERO.items():
+        v = merged.get(k)
+        if isinstance(v, list) and 0 not in v:
+            raise ConfigError(f"{where(k)}: key {k!r}: {v!r} must contain {what}")
 
 
 def _names(d: Path) -> str:

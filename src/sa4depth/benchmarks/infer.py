@@ -12,6 +12,8 @@ import argparse
 import platform
 import time
 
+from sa4depth.commands import thread_count
+
 __all__ = ["add_arguments", "run", "time_depth_net"]
 
 
@@ -23,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--threads", type=int, default=0, help=">0: torch.set_num_threads on CPU")
+    p.add_argument("--threads", type=thread_count, default=0, help=">0: torch.set_num_threads on CPU")
     p.add_argument("--run", default=None, help="run directory / model.pt: time its depth net (layers from its config)")
     p.add_argument("--out", default=None, help="also write the result JSON here (atomic)")
 

@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from sa4depth.commands import thread_count
+
 
 def add_arguments(p) -> None:
     p.add_argument("--layers", type=int, nargs="+", default=[18, 50], choices=[18, 50])
@@ -27,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -13,11 +13,13 @@ def add_arguments(p) -> None:
     p.add_argument("table", nargs="?", default="table_vi", help="table with a baseline_row (default table_vi)")
     p.add_argument("--out", default=None, help="markdown report (default results/audit/<table>.md)")
     p.add_argument("--json", default=None, help="JSON report (default results/audit/<table>.json)")
-    p.add_argument("--strict", action="store_true", help="exit 1 if a row differs in more/less than its switch")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if a row differs in more/less than its switch, or resolves to the same config as "
+                        "the baseline row (the workflow's audit job runs with it)")
 
 
 def run(args) -> int:
-    from sa4depth.report.audit import audit_markdown, audit_table, write_audit
+    from sa4depth.report.audit import audit_markdown, audit_problems, audit_table, write_audit
     from sa4depth.report.cli_common import parse_weights, seeds_from
     from sa4depth.report.plan import load_table
 
@@ -29,6 +31,9 @@ def run(args) -> int:
     write_audit(a, out, js)
     print(audit_markdown(a))
     print(f"wrote {out}, {js}", file=sys.stderr)
-    if args.strict and a["rows_with_switch_problems"]:
+    problems = audit_problems(a)
+    for line in problems:
+        print(f"sa4depth audit: {'error' if args.strict else 'warning'}: {line}", file=sys.stderr)
+    if args.strict and problems:
         return 1
     return 0

@@ -12,6 +12,7 @@ Examples:
 """
 from __future__ import annotations
 
+from sa4depth.commands import thread_count
 from sa4depth.config import add_config_args, config_from_args
 
 
@@ -20,12 +21,13 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--resume", choices=["auto", "never"], default="auto",
                    help="auto: continue from RUN_DIR/checkpoints/last.pt, skip a finished run (default); "
-                        "never: start from scratch")
+                        "never: start from scratch (a previous run in RUN_DIR is moved to RUN_DIR/replaced/ and "
+                        "removed only once the new run is done)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                    help="overrides train.device")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0 = torch's default)")
 
 
 def run(args) -> int:

@@ -7,6 +7,11 @@ against the row's declared ``switch`` (plus ``allowed`` extras such as a weights
 per seed, whether the run exists, its ``done.json`` status, the data hash and code commit recorded by
 its evaluation JSONs, the checkpoint's sha256, and whether the run's saved ``config.yaml`` still equals
 what the params say (a stale run is flagged). Works without any run. Never imports torch.
+
+A row whose resolved config is identical to the baseline's ablates nothing (a wrong ``experiment:`` or
+an ``inherit`` that undoes its own switch): it is listed in ``rows_identical_to_baseline`` and, like a
+switch problem, fails ``sa4depth audit --strict`` (the workflow's audit job). A row that is meant to
+equal the baseline says so with an explicit ``switch: []``.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from sa4depth.report.tables import provenance_of
 from sa4depth.report.plan import (TableSpec, eval_id, experiment_config, metrics_path, params_dir, row_status,
                                   run_dir, synthetic_paths, DATASET_PROFILE)
 
-__all__ = ["flatten", "config_diff", "row_config", "audit_table", "audit_markdown", "write_audit"]
+__all__ = ["flatten", "config_diff", "row_config", "audit_table", "audit_problems", "audit_markdown", "write_audit"]
 
 #: keys that are bookkeeping, not experiment switches
 IGNORED = ("meta.", "seed")
@@ -94,6 +99,7 @@ def audit_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int], we
     base_cfg = row_config(spec, spec.baseline_row, data, scale, s0, weights, pdir)
     rows_out: dict[str, Any] = {}
     n_bad = 0
+    identical: list[str] = []
     for name, row in spec.rows.items():
         status = row_status(row, weights)
         entry: dict[str, Any] = {"label": row.label, "experiment": row.experiment, "status": status}
@@ -101,6 +107,10 @@ def audit_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int], we
             cfg = row_config(spec, name, data, scale, s0, weights, pdir)
             diff = config_diff(base_cfg, cfg)
             entry["diff_from_baseline"] = {k: {"baseline": a, "row": b} for k, (a, b) in diff.items()}
+            if name != spec.baseline_row and not diff and row.switch != ():
+                # ablates nothing (``switch: []`` declares a row that is meant to equal the baseline)
+                entry["identical_to_baseline"] = True
+                identical.append(name)
             if row.switch is not None:
                 expected, allowed = set(row.switch), set(row.allowed)
                 got = set(diff)
@@ -143,7 +153,27 @@ def audit_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int], we
         entry["runs"] = runs
         rows_out[name] = entry
     return {"table": spec.name, "title": spec.title, "baseline_row": spec.baseline_row, "data": data,
-            "scale": scale, "seeds": seeds, "rows_with_switch_problems": n_bad, "rows": rows_out}
+            "scale": scale, "seeds": seeds, "rows_with_switch_problems": n_bad,
+            "rows_identical_to_baseline": identical, "rows": rows_out}
+
+
+def audit_problems(a: Mapping[str, Any]) -> list[str]:
+    """One line per row that fails the audit (``--strict``), naming the row and what is wrong."""
+    out = []
+    base = a["baseline_row"]
+    for name, e in a["rows"].items():
+        if e.get("identical_to_baseline"):
+            out.append(f"{a['table']}: row {name!r} (experiment {e['experiment']!r}) resolves to the same config "
+                       f"as the baseline row {base!r}: it ablates nothing (if that is intended, give it 'switch: []')")
+        if e.get("switch_ok") is False:
+            pr = e["switch_problem"]
+            bits = [f"named in 'switch' but equal to the baseline: {pr['named_but_equal']}"] \
+                if pr["named_but_equal"] else []
+            if pr["differs_but_not_named"]:
+                bits.append(f"differs from the baseline but not named in 'switch': {pr['differs_but_not_named']}")
+            out.append(f"{a['table']}: row {name!r}: config difference from baseline row {base!r} is not its "
+                       f"switch: " + "; ".join(bits))
+    return out
 
 
 def _v(x: Any) -> str:
@@ -153,7 +183,10 @@ def _v(x: Any) -> str:
 def audit_markdown(a: Mapping[str, Any]) -> str:
     out = [f"# Audit of {a['title']}", "",
            f"Reference row: **{a['baseline_row']}**; data={a['data']}, scale={a['scale']}, seeds={a['seeds']}.",
-           f"Rows whose config difference is not exactly the named switch: **{a['rows_with_switch_problems']}**.", ""]
+           f"Rows whose config difference is not exactly the named switch: **{a['rows_with_switch_problems']}**."]
+    same = a.get("rows_identical_to_baseline") or []
+    out += [f"Rows whose config is identical to the reference row (they ablate nothing): "
+            f"**{len(same)}**" + (f" ({', '.join(same)})." if same else "."), ""]
     for name, e in a["rows"].items():
         out.append(f"## {name}: {e['label']}")
         out.append(f"- experiment: `{e['experiment']}`; status: {e['status']}")
@@ -165,6 +198,8 @@ def audit_markdown(a: Mapping[str, Any]) -> str:
                     out.append(f"  - `{k}`: {_v(v['baseline'])} -> {_v(v['row'])}")
             else:
                 out.append("- config difference from the reference row: none")
+            if e.get("identical_to_baseline"):
+                out.append("- PROBLEM: identical to the reference row (ablates nothing)")
         if "switch" in e:
             verdict = "OK: differs exactly in the named switch" if e["switch_ok"] else \
                 f"PROBLEM: {e['switch_problem']}"

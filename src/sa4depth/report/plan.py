@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from sa4depth.config import ConfigError, load_config, load_yaml, params_dir
+from sa4depth.config import TABLE_ROW_KEYS, ConfigError, load_config, load_yaml, params_dir
 
 __all__ = [
     "TABLES", "EVAL_KINDS", "DATASET_PROFILE", "TableSpec", "Row", "Column",
@@ -151,11 +151,12 @@ def load_table(name: str | Path, pdir: Path | None = None) -> TableSpec:
     rows: dict[str, Row] = {}
     if not isinstance(data["rows"], dict) or not data["rows"]:
         raise ConfigError(f"{src}: 'rows' must be a non-empty mapping")
-    known = {"label", "experiment", "set", "inherit", "paper", "run", "cite", "not_implemented",
-             "requires_weights", "eval", "group", "training", "switch", "allowed", "show_config"}
+    known = TABLE_ROW_KEYS  # shared with sa4depth.config.load_row, which resolves these rows
     for rn, r in data["rows"].items():
         r = r or {}
         where = f"{src}: row {rn!r}"
+        if not isinstance(r, dict):
+            raise ConfigError(f"{where}: must be a mapping, got {type(r).__name__} {r!r}")
         unknown = set(r) - known
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
