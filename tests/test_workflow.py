@@ -239,3 +239,15 @@ def test_cli_audit_and_table_without_runs(tmp_path, capsys):
                  "--out-dir", str(tmp_path / "t"), "--quiet", "--allow-missing"]) == 0
     assert (tmp_path / "t" / "table_vi.tex").is_file()
     assert main(["audit", "table_vi", "--weights", "mast3r=/nonexistent.pth", "--out", str(out)]) == 2
+
+
+@needs_snakemake
+def test_real_data_is_checked_when_the_dag_is_built(sandbox):
+    """`--config data=real` without the data stops in the terminal before any job runs, naming the
+    file to edit and the command that gets the data (not after a first job, in a job log)."""
+    r = _snake(sandbox, "-n", "table_vi", "--config", "data=real")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "real data: kitti is incomplete at data/real/kitti_raw" in out
+    assert "params/data/real.yaml" in out and "sa4depth prepare kitti" in out
+    assert "MISSING" in out  # the layout check's list of what is missing

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 import sys
 
+from snakemake.exceptions import WorkflowError
+
 from sa4depth.report import claims as CL
 from sa4depth.report import plan as P
 
@@ -57,9 +59,31 @@ def data_inputs(wc):
     """The synthetic data an experiment reads (nothing for data=real: `sa4depth prepare` checks it).
     Wrapped in ancient(): a re-rendered or `dvc pull`ed data set does not retrain by mtime alone."""
     if wc.data != "synthetic":
+        real_data_check(exp_config(wc.exp, wc.data, wc.scale, wc.seed)[0]["data"]["dataset"])
         return []
     prof = exp_profile(wc)
     return [ancient(str(P.synth_dir(wc.scale, prof) / ".complete")), ancient(str(P.paths_file(wc.scale, prof)))]
+
+
+@functools.lru_cache(maxsize=None)
+def real_data_check(dataset):
+    """Stop the DAG while it is being built (seconds, in the terminal) when a real dataset that a
+    planned training reads is not where params/data/real.yaml says: `sa4depth prepare`'s layout
+    check without the file counts, so a subset of a dataset passes."""
+    from sa4depth.config import load_config
+    from sa4depth.data.prepare.layout import check_dataset
+
+    cfg = load_config(data="real", scale=SCALE)
+    root = cfg.data.roots[dataset]
+    splits = cfg.data.splits_dir if dataset in ("kitti", "cityscapes", "nyu") else None
+    layout = check_dataset(dataset, root, splits, check_counts=False)
+    if not layout.complete:
+        sys.stderr.write(layout.format() + "\n")
+        raise WorkflowError(
+            f"real data: {dataset} is incomplete at {root} (the parts missing are listed above). Edit "
+            f"data.roots.{dataset} / data.splits_dir in params/data/real.yaml, or get the data with "
+            f"`sa4depth prepare {dataset} --root {root}"
+            f"{f' --splits-dir {splits}' if splits else ''} --download` (docs/REAL_DATA.md)")
 
 
 def config_files_arg(wc):
