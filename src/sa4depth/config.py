@@ -170,6 +170,8 @@ def load_yaml(path: str | os.PathLike) -> dict:
                           f"YAML would silently keep only the last one)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text (UTF-8) file: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -5,12 +5,15 @@ Compare with the paper's setups: KITTI Eigen-Zhou 39,810 train / 4,424 val tripl
 KITTI odometry sequences 00-08 train and 09 / 10 test.
 
 Every dataset whose root exists is listed unless ``--dataset`` picks one. A split whose files
-are missing or broken is reported with the error instead of a count.
+are missing or broken is reported with the error instead of a count; the broken splits are
+listed again on stderr. Exit status 1 when no split could be counted at all (every split broken,
+or no dataset root exists), else 0.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from sa4depth.config import add_config_args, config_from_args
@@ -96,6 +99,13 @@ def run(args) -> int:
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps({"rows": rows, "config_layers": cfg.meta.layers}, indent=2))
         os.replace(tmp, out)
-    if args.dataset != "all" and all(r["count"] is None for r in rows):
-        return 1
-    return 0
+    counted = [r for r in rows if r["count"] is not None]
+    # with every dataset requested, a missing root only means that dataset is not installed
+    broken = [r for r in rows if r["count"] is None and (r["split"] != "-" or not counted)]
+    if broken:
+        head = ("no split could be counted" if not counted else
+                f"{len(broken)} split(s) could not be counted ({len(counted)} counted)")
+        print(f"sa4depth stats: {head}:", file=sys.stderr)
+        for r in broken:
+            print(f"  {r['dataset']} {r['split']}: {r['note']}", file=sys.stderr)
+    return 0 if counted else 1

@@ -40,12 +40,18 @@ __all__ = ["FrameRef", "SampleInfo", "MonoDataset", "TestListDataset"]
 class FrameRef:
     """Where the pixels of one frame are: a file, or slice ``part`` of ``nparts`` side-by-side
     frames in one file (Cityscapes/SfMLearner triplets), optionally cropped to the top
-    ``keep_top`` fraction of the rows (ManyDepth's Cityscapes test crop)."""
+    ``keep_top`` fraction of the rows (ManyDepth's Cityscapes test crop).
+
+    ``size`` (width, height of the whole file), when set, is the size the sample's pixel
+    intrinsics were normalised with (``size_from`` says where it comes from): a file of another
+    size is an error instead of being resized against intrinsics of the wrong size."""
 
     path: str
     part: int = 0
     nparts: int = 1
     keep_top: float = 1.0
+    size: tuple[int, int] | None = None
+    size_from: str = ""
 
 
 @dataclass
@@ -106,15 +112,18 @@ class MonoDataset(torch.utils.data.Dataset):
 
     def _cache_path(self, ref: FrameRef) -> Path:
         st = os.stat(ref.path)
+        checked = f"|checked{ref.size[0]}x{ref.size[1]}" if ref.size is not None else ""
         h = hashlib.sha1(f"{os.path.abspath(ref.path)}|{ref.part}/{ref.nparts}|{ref.keep_top}|"
-                         f"{st.st_size}|{st.st_mtime_ns}|{self.width}x{self.height}".encode()).hexdigest()
+                         f"{st.st_size}|{st.st_mtime_ns}|{self.width}x{self.height}{checked}".encode()).hexdigest()
         return self.cache_dir / h[:2] / f"{h}.npy"  # type: ignore[operator]
 
     def load_frame(self, ref: FrameRef) -> Image.Image:
         """The frame's pixels; with ``cache_dir``, resized to (H, W) and cached as uint8 ``.npy``
         (no image decoding on later reads; a corrupt entry is rebuilt)."""
         if self.cache_dir is not None:
-            cp = self._cache_path(ref)
+            if not os.path.isfile(ref.path):
+                raise FileNotFoundError(f"{ref.path}: image not found")
+            cp = self._cache_path(ref)  # a cached entry was size-checked when it was written
             if cp.is_file():
                 try:
                     arr = np.load(cp, allow_pickle=False)
@@ -123,6 +132,7 @@ class MonoDataset(torch.utils.data.Dataset):
                 except (OSError, ValueError):
                     pass
         im = read_image(ref.path)
+        check_frame_size(ref, im.size)
         if ref.nparts > 1:
             w, h = im.size
             if w % ref.nparts:
@@ -231,6 +241,30 @@ class TestListDataset(MonoDataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def check_frame_size(ref: FrameRef, size: tuple[int, int]) -> None:
+    """``ValueError`` naming the file, its size and the expected one when ``ref.size`` is set and
+    differs (the intrinsics are in pixels of ``ref.size``)."""
+    if ref.size is not None and tuple(size) != tuple(ref.size):
+        w, h = size
+        W, H = ref.size
+        src = f" ({ref.size_from})" if ref.size_from else ""
+        raise ValueError(f"{ref.path}: image is {w}x{h} but {W}x{H} is expected{src}: the intrinsics are "
+                         f"in pixels of {W}x{H}, so resizing this image would pair it with wrong intrinsics")
+
+
+def principal_point_check(path, fx: float, fy: float, cx: float, cy: float, size: tuple[int, int],
+                          image) -> None:
+    """Pixel intrinsics normalised by an image's size must plausibly belong to that size: positive
+    focal lengths and the principal point inside the image (e.g. intrinsics of the full-size
+    release with downscaled images fail here)."""
+    w, h = size
+    if not (fx > 0 and fy > 0):
+        raise ValueError(f"{path}: focal lengths fx={fx:g}, fy={fy:g} must be > 0")
+    if not (0 < cx < w and 0 < cy < h):
+        raise ValueError(f"{path}: principal point ({cx:g}, {cy:g}) lies outside the {w}x{h} image {image}: "
+                         "the intrinsics are for another image size")
 
 
 def pose_norm_between(Twc: dict[int, np.ndarray], frame_ids: Sequence[int]) -> dict[int, float]:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FrameRef, MonoDataset, SampleInfo, TestListDataset, pose_norm_between
-from .io import read_cam_txt, read_poses_file, read_split_file, read_uint16_png
+from .base import FrameRef, MonoDataset, SampleInfo, TestListDataset, pose_norm_between, principal_point_check
+from .io import read_cam_txt, read_image_size, read_poses_file, read_split_file, read_uint16_png
 
 __all__ = ["CityscapesTripletDataset", "CityscapesTestDataset", "load_cityscapes_gt_depth",
            "cityscapes_test_ref", "read_cityscapes_split"]
@@ -38,8 +38,11 @@ def _parse_name(name: str, where: str) -> tuple[str, int]:
 
 
 def read_cityscapes_split(split_file: Path) -> list[tuple[int, str, str]]:
-    """``<city> <name>`` lines -> [(line_number, city, name)]."""
-    return [(ln, f[0], f[1]) for ln, f in read_split_file(split_file, 2, 2)]
+    """``<city> <name>`` lines -> [(line_number, city, name)]; an empty file is an error."""
+    out = [(ln, f[0], f[1]) for ln, f in read_split_file(split_file, 2, 2, form="city name")]
+    if not out:
+        raise ValueError(f"{split_file}: split file lists no samples")
+    return out
 
 
 class CityscapesTripletDataset(MonoDataset):
@@ -80,12 +83,15 @@ class CityscapesTripletDataset(MonoDataset):
     def describe(self, index: int) -> SampleInfo:
         city, name = self.items[index]
         img = self._image(city, name)
-        frames = {f: FrameRef(str(img), part=f + 1, nparts=3) for f in self.frame_ids}
         cam = self.root / "train_triplets" / city / f"{name}_cam.txt"
         K3 = read_cam_txt(cam)
-        from PIL import Image
-        with Image.open(img) as im:
-            w3, h = im.size
+        w3, h = read_image_size(img, "triplet image")
+        if w3 % 3:
+            raise ValueError(f"{img}: width {w3} is not divisible into 3 frames")
+        principal_point_check(cam, K3[0, 0], K3[1, 1], K3[0, 2], K3[1, 2], (w3 // 3, h),
+                              f"{img} (one of its 3 frames)")
+        frames = {f: FrameRef(str(img), part=f + 1, nparts=3, size=(w3, h),
+                              size_from=f"the size {cam.name} was normalised by") for f in self.frame_ids}
         K = np.eye(4)
         K[:3, :3] = K3
         K[0, :] /= w3 / 3.0
@@ -143,10 +149,11 @@ class CityscapesTestDataset(TestListDataset):
     def describe(self, index: int) -> SampleInfo:
         city, name = self.items[index]
         ref = cityscapes_test_ref(self.root, city, name)
+        cam_json = self.root / "camera" / "test" / city / f"{name}_camera.json"
         _, fx, fy, u0, v0 = _camera_json(self.root, city, name)
-        from PIL import Image
-        with Image.open(ref.path) as im:
-            w, h = im.size
+        w, h = read_image_size(ref.path, "test image")  # (no principal-point check: evaluation does not use K)
+        ref = FrameRef(ref.path, keep_top=ref.keep_top, size=(w, h),
+                       size_from=f"the size {cam_json.name} was normalised by")
         hc = int(round(h * ref.keep_top))
         K = np.eye(4)
         K[0, 0], K[0, 2] = fx / w, u0 / w

@@ -1,12 +1,17 @@
 """KITTI raw (Monodepth2 splits) and KITTI odometry readers.
 
-KITTI raw (Monodepth2 ``KITTIRAWDataset``): split lines ``folder frame side``; side ``l`` ->
-``image_02``, ``r`` -> ``image_03``; images ``<folder>/image_0k/data/<frame:010d><img_ext>``.
+KITTI raw (Monodepth2 ``KITTIRAWDataset``): split lines ``folder frame side`` (all three fields
+required: a line without its side is an error naming the file and line, not a silent ``l``);
+side ``l`` -> ``image_02``, ``r`` -> ``image_03``; images
+``<folder>/image_0k/data/<frame:010d><img_ext>``.
 Intrinsics: by default ``P_rect_0k`` of the date's ``calib_cam_to_cam.txt`` normalised by the
 rectified image size ``S_rect_0k`` (exact for every drive and for the synthetic data, whose
-image size differs from KITTI's); ``fixed_K=True`` uses Monodepth2's constant
+image size differs from KITTI's). ``P_rect_0k`` is in pixels of ``S_rect_0k``, so an image of
+another size is an error naming the file, its size and ``S_rect_0k`` (resizing it would pair it
+with wrong intrinsics). ``fixed_K=True`` uses Monodepth2's constant
 :data:`~sa4depth.data.kitti_geometry.MONODEPTH2_KITTI_K` instead, to reproduce Monodepth2
-exactly on real KITTI.
+exactly on real KITTI (Monodepth2 resizes every drive's images against that one average K;
+no size check then).
 
 GT motion: ``<folder>/poses_cam_02.txt`` (camera-to-world of image_02 per frame) when present,
 else the OXTS packets converted with the devkit's ``convertOxtsToPose`` and the calib chain
@@ -16,7 +21,9 @@ distance driven between the two frames from the OXTS speeds ``|(vf, vl, vu)|`` a
 timestamps (trapezoid rule over the frames in between; PackNet's velocity supervision signal).
 
 KITTI odometry (Monodepth2 ``KITTIOdomDataset``): ``sequences/NN/image_2/<i:06d>.png``,
-``calib.txt`` ``P2``, ``poses/NN.txt``; triplets never cross a sequence boundary.
+``calib.txt`` ``P2``, ``poses/NN.txt``; triplets never cross a sequence boundary. ``P2`` is in
+pixels of the sequence's images (``calib.txt`` states no size): K is normalised by the size of the
+sequence's first image, and a frame of another size is an error.
 """
 from __future__ import annotations
 
@@ -26,11 +33,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
-from .base import FrameRef, MonoDataset, SampleInfo, depth_png_loader, pose_norm_between
-from .io import (calib_matrix, read_calib_file, read_kitti_timestamps, read_oxts_file, read_poses_file,
-                 read_seconds_file, read_split_file)
+from .base import FrameRef, MonoDataset, SampleInfo, depth_png_loader, pose_norm_between, principal_point_check
+from .io import (calib_matrix, file_stamp, read_calib_file, read_image_size, read_kitti_timestamps,
+                 read_oxts_file, read_poses_file, read_seconds_file, read_split_file)
 from .kitti_geometry import (MONODEPTH2_KITTI_K, generate_depth_map, load_kitti_calib, mercator_scale,
                              oxts_speed, oxts_to_pose)
 
@@ -41,19 +47,22 @@ SIDE_TO_CAM = {"l": 2, "r": 3, "2": 2, "3": 3}
 
 def read_kitti_split(split_file: Path, root: Path, img_ext: str, frame_ids: Sequence[int],
                      check: bool = True) -> list[tuple[str, int, str]]:
-    """Parse ``folder frame side`` lines; check that every needed image exists.
+    """Parse ``folder frame side`` lines (exactly three fields, as Monodepth2's KITTI splits);
+    check that every needed image exists.
 
-    A line pointing nowhere raises ``FileNotFoundError`` naming the split file, the line number
-    and the missing image.
+    A line with another number of fields raises ``ValueError``, a line pointing nowhere
+    ``FileNotFoundError``, both naming the split file and the line number (and the missing image).
     """
     out = []
-    for lineno, fields in read_split_file(split_file, 1, 3):
+    for lineno, fields in read_split_file(split_file, 3, 3, form="folder frame side"):
         folder = fields[0]
         try:
-            frame = int(fields[1]) if len(fields) > 1 else 0
+            frame = int(fields[1])
         except ValueError:
             raise ValueError(f"{split_file}:{lineno}: frame index {fields[1]!r} is not an integer") from None
-        side = fields[2] if len(fields) > 2 else "l"
+        if frame < 0:
+            raise ValueError(f"{split_file}:{lineno}: frame index {frame} is negative")
+        side = fields[2]
         if side not in SIDE_TO_CAM:
             raise ValueError(f"{split_file}:{lineno}: side {side!r} is not one of l, r")
         if check:
@@ -64,6 +73,8 @@ def read_kitti_split(split_file: Path, root: Path, img_ext: str, frame_ids: Sequ
                 if not os.path.isfile(p):
                     raise FileNotFoundError(f"{split_file}:{lineno}: image {p} (frame {frame}{f:+d}) does not exist")
         out.append((folder, frame, side))
+    if not out:
+        raise ValueError(f"{split_file}: split file lists no samples")
     return out
 
 
@@ -176,10 +187,19 @@ class KittiRawDataset(MonoDataset):
             return MONODEPTH2_KITTI_K.copy()
         return load_kitti_calib(str(self.calib_dir(folder))).K_normalised(cam)
 
+    def expected_size(self, folder: str, cam: int) -> tuple[tuple[int, int] | None, str]:
+        """(size the intrinsics belong to, where it comes from); ``None`` with ``fixed_K``."""
+        if self.fixed_K:
+            return None, ""
+        calib = load_kitti_calib(str(self.calib_dir(folder)))
+        return calib.im_size[cam], f"S_rect_0{cam} of {calib.dir / 'calib_cam_to_cam.txt'}"
+
     def describe(self, index: int) -> SampleInfo:
         folder, frame, side = self.items[index]
         cam = SIDE_TO_CAM[side]
-        frames = {f: FrameRef(str(kitti_image_path(self.root, folder, frame + f, side, self.img_ext)))
+        size, size_from = self.expected_size(folder, cam)
+        frames = {f: FrameRef(str(kitti_image_path(self.root, folder, frame + f, side, self.img_ext)),
+                              size=size, size_from=size_from)
                   for f in self.frame_ids}
         Twc = None
         if self.has_pose:
@@ -218,20 +238,27 @@ def odometry_sequences(root: str | os.PathLike, wanted: Sequence[str]) -> list[s
     return [f"{int(s):02d}" for s in wanted if (root / "sequences" / f"{int(s):02d}" / "image_2").is_dir()]
 
 
+def _odom_K_norm(seq_dir: str, cam: int, img_ext: str) -> tuple[np.ndarray, tuple[int, int], str]:
+    """(normalised K, the image size it was normalised by, where that size comes from)."""
+    stamps = (file_stamp(Path(seq_dir) / "calib.txt"),
+              file_stamp(Path(seq_dir) / f"image_{cam}" / f"{0:06d}{img_ext}"))
+    return _odom_K_norm_cached(seq_dir, cam, img_ext, stamps)
+
+
 @functools.lru_cache(maxsize=64)
-def _odom_K_norm(seq_dir: str, cam: int, img_ext: str) -> np.ndarray:
+def _odom_K_norm_cached(seq_dir: str, cam: int, img_ext: str, _stamps) -> tuple[np.ndarray, tuple[int, int], str]:
     calib_path = Path(seq_dir) / "calib.txt"
     P = calib_matrix(read_calib_file(calib_path), f"P{cam}", (3, 4), calib_path)
     first = Path(seq_dir) / f"image_{cam}" / f"{0:06d}{img_ext}"
     if not first.is_file():
         raise FileNotFoundError(f"{first}: first image of the sequence not found (needed for the image size)")
-    with Image.open(first) as im:
-        w, h = im.size
+    w, h = read_image_size(first)
+    principal_point_check(f"{calib_path}: P{cam}", P[0, 0], P[1, 1], P[0, 2], P[1, 2], (w, h), first)
     K = np.eye(4)
     K[:3, :3] = P[:, :3]
     K[0, :] /= w
     K[1, :] /= h
-    return K
+    return K, (w, h), f"size of the sequence's first image {first.name}, which P{cam} of calib.txt is normalised by"
 
 
 class KittiOdomDataset(MonoDataset):
@@ -274,7 +301,9 @@ class KittiOdomDataset(MonoDataset):
     def describe(self, index: int) -> SampleInfo:
         seq, i = self.items[index]
         sdir = self.root / "sequences" / seq
-        frames = {f: FrameRef(str(sdir / "image_2" / f"{i + f:06d}{self.img_ext}")) for f in self.frame_ids}
+        K, size, size_from = _odom_K_norm(str(sdir), 2, self.img_ext)
+        frames = {f: FrameRef(str(sdir / "image_2" / f"{i + f:06d}{self.img_ext}"), size=size, size_from=size_from)
+                  for f in self.frame_ids}
         Twc = trans = None
         pfile = self.root / "poses" / f"{seq}.txt"
         if pfile.is_file():
@@ -283,5 +312,4 @@ class KittiOdomDataset(MonoDataset):
                 raise ValueError(f"{pfile}: frame {i + max(self.frame_ids)} requested but the file has {len(P)} poses")
             Twc = {f: P[i + f] for f in self.frame_ids}
             trans = pose_norm_between(Twc, self.frame_ids)
-        return SampleInfo(key=f"{seq} {i} l", frames=frames, K_norm=_odom_K_norm(str(sdir), 2, self.img_ext),
-                          Twc=Twc, trans_norm=trans)
+        return SampleInfo(key=f"{seq} {i} l", frames=frames, K_norm=K.copy(), Twc=Twc, trans_norm=trans)

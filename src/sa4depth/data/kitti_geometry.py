@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import calib_matrix, read_calib_file, read_oxts_file, read_velodyne
+from .io import calib_matrix, file_stamp, read_calib_file, read_oxts_file, read_velodyne
 from .io import OXTS_ALT, OXTS_LAT, OXTS_LON, OXTS_PITCH, OXTS_ROLL, OXTS_VF, OXTS_VL, OXTS_VU, OXTS_YAW
 
 __all__ = [
@@ -63,6 +63,8 @@ class KittiCalib:
         for k in (2, 3):  # (width, height) of the rectified image
             s = calib_matrix(c2c, f"S_rect_0{k}", (2,), c2c_path)
             self.im_size[k] = (int(round(s[0])), int(round(s[1])))
+            if min(self.im_size[k]) <= 0:
+                raise ValueError(f"{c2c_path}: S_rect_0{k} = {s.tolist()} is not a positive image size")
         v2c = read_calib_file(v2c_path)
         self.T_cam0_velo = _h(calib_matrix(v2c, "R", (3, 3), v2c_path), calib_matrix(v2c, "T", (3,), v2c_path))
         self._imu_path = d / "calib_imu_to_velo.txt"
@@ -103,9 +105,15 @@ class KittiCalib:
         return K
 
 
-@functools.lru_cache(maxsize=64)
 def load_kitti_calib(calib_dir: str) -> KittiCalib:
-    """Cached :class:`KittiCalib` for a date folder."""
+    """Cached :class:`KittiCalib` for a date folder (re-read when one of its files changes)."""
+    d = Path(calib_dir)
+    stamps = tuple(file_stamp(d / n) for n in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt"))
+    return _load_kitti_calib_cached(str(calib_dir), stamps)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_kitti_calib_cached(calib_dir: str, _stamps) -> KittiCalib:
     return KittiCalib(calib_dir)
 
 

@@ -4,6 +4,9 @@ Training: ``train/<scene>/rgb_<frame:05d>.jpg`` consecutive hand-held frames, sp
 ``<scene> <frame>``; intrinsics ``intrinsics.txt`` (``fx fy cx cy`` in pixels of the stored
 images) normalised by the stored image size; GT motion ``train/<scene>/poses.txt`` (camera-to-
 world per frame); ``trans_norm_gt`` is the GT pose translation norm (no velocities indoors).
+The intrinsics are in pixels of the stored images: every frame of a training sample must have the
+size of its target frame (which K is normalised by), and the principal point must lie inside it
+(test samples are exempt from the latter: single-image depth evaluation does not use K).
 Test: ``test/<id>_rgb.png`` + ``test/<id>_depth.png`` (uint16 / 256 metres).
 """
 from __future__ import annotations
@@ -13,26 +16,34 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from .base import FrameRef, MonoDataset, SampleInfo, TestListDataset, depth_png_loader, pose_norm_between
-from .io import read_depth_png, read_poses_file, read_split_file
+from .base import (FrameRef, MonoDataset, SampleInfo, TestListDataset, depth_png_loader, pose_norm_between,
+                   principal_point_check)
+from .io import _text_lines, file_stamp, read_depth_png, read_image_size, read_poses_file, read_split_file
 
 __all__ = ["NyuTrainDataset", "NyuTestDataset", "read_nyu_intrinsics", "load_nyu_gt_depth", "nyu_train_image"]
 
 
-@functools.lru_cache(maxsize=8)
 def read_nyu_intrinsics(path: str) -> tuple[float, float, float, float]:
     """``fx fy cx cy`` (pixels) from ``intrinsics.txt``."""
+    return _read_nyu_intrinsics(str(path), file_stamp(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_nyu_intrinsics(path: str, _stamp: tuple[int, int]) -> tuple[float, float, float, float]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: NYU intrinsics file not found")
     try:
-        v = [float(x) for x in p.read_text().replace(",", " ").split()]
-    except ValueError:
+        v = [float(x) for x in " ".join(_text_lines(p, "NYU intrinsics file")).replace(",", " ").split()]
+    except ValueError as e:
+        if str(e).startswith(str(p)):
+            raise
         raise ValueError(f"{p}: malformed intrinsics: non-numeric value") from None
     if len(v) != 4:
         raise ValueError(f"{p}: malformed intrinsics: expected 4 numbers 'fx fy cx cy', got {len(v)}")
+    if not all(np.isfinite(v)):
+        raise ValueError(f"{p}: malformed intrinsics: NaN or inf")
     return v[0], v[1], v[2], v[3]
 
 
@@ -45,15 +56,20 @@ def nyu_train_image(root: Path, scene: str, frame: int) -> Path:
     return p
 
 
-@functools.lru_cache(maxsize=64)
 def _image_size(path: str) -> tuple[int, int]:
-    with Image.open(path) as im:
-        return im.size
+    return _image_size_cached(path, file_stamp(path))
 
 
-def _K_norm(root: Path, image: Path) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _image_size_cached(path: str, _stamp: tuple[int, int]) -> tuple[int, int]:
+    return read_image_size(path)
+
+
+def _K_norm(root: Path, image: Path, check: bool = True) -> np.ndarray:
     fx, fy, cx, cy = read_nyu_intrinsics(str(root / "intrinsics.txt"))
     w, h = _image_size(str(image))
+    if check:
+        principal_point_check(root / "intrinsics.txt", fx, fy, cx, cy, (w, h), image)
     K = np.eye(4)
     K[0, 0], K[0, 2] = fx / w, cx / w
     K[1, 1], K[1, 2] = fy / h, cy / h
@@ -90,7 +106,11 @@ class NyuTrainDataset(MonoDataset):
 
     def describe(self, index: int) -> SampleInfo:
         scene, frame = self.items[index]
-        frames = {f: FrameRef(str(nyu_train_image(self.root, scene, frame + f))) for f in self.frame_ids}
+        img0 = nyu_train_image(self.root, scene, frame)
+        size = _image_size(str(img0))
+        frames = {f: FrameRef(str(nyu_train_image(self.root, scene, frame + f)), size=size,
+                              size_from=f"size of {img0.name}, which intrinsics.txt is normalised by")
+                  for f in self.frame_ids}
         Twc = trans = None
         pfile = self.root / "train" / scene / "poses.txt"
         if pfile.is_file():
@@ -123,5 +143,6 @@ class NyuTestDataset(TestListDataset):
     def describe(self, index: int) -> SampleInfo:
         ident = self.items[index]
         rgb, depth = nyu_test_paths(self.root, ident)
-        return SampleInfo(key=ident, frames={0: FrameRef(str(rgb))}, K_norm=_K_norm(self.root, rgb),
+        # single-image depth evaluation does not use K: no plausibility check of intrinsics.txt here
+        return SampleInfo(key=ident, frames={0: FrameRef(str(rgb))}, K_norm=_K_norm(self.root, rgb, check=False),
                           depth=depth_png_loader(str(depth)))

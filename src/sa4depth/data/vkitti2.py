@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from .base import FrameRef, MonoDataset, SampleInfo, pose_norm_between
-from .io import read_split_file
+from .base import FrameRef, MonoDataset, SampleInfo, pose_norm_between, principal_point_check
+from .io import _PIL_ERRORS, _text_lines, check_rotations, read_image_size, read_split_file
 
 __all__ = ["VKitti2Dataset", "is_vkitti2_release", "read_vkitti2_extrinsics", "read_vkitti2_intrinsics",
            "read_vkitti2_depth", "read_vkitti2_split", "make_vkitti2_splits", "vkitti2_rgb_path",
@@ -65,33 +65,33 @@ def vkitti2_depth_path(root: Path, seq: str, frame: int, camera: int = 0) -> Pat
     return Path(root) / seq / "frames" / "depth" / f"Camera_{camera}" / f"depth_{frame:05d}.png"
 
 
-def _read_table(path: Path, ncols: int, what: str) -> list[tuple[int, int, np.ndarray]]:
-    """Rows ``(frame, camera, values)`` of a VKITTI2 text-GT file with its header line."""
+def _read_table(path: Path, ncols: int, what: str) -> list[tuple[int, int, int, np.ndarray]]:
+    """Rows ``(line number, frame, camera, values)`` of a VKITTI2 text-GT file with its header line."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: VKITTI2 {what} file not found")
     rows = []
     seen: set[tuple[int, int]] = set()
-    with open(path) as fh:
-        header = fh.readline().split()
-        if not header or header[0] != "frame":
-            raise ValueError(f"{path}:1: expected the header line 'frame cameraID ...', got {' '.join(header)[:60]!r}")
-        for lineno, line in enumerate(fh, 2):
-            s = line.split()
-            if not s:
-                continue
-            if len(s) != ncols:
-                raise ValueError(f"{path}:{lineno}: expected {ncols} numbers (frame cameraID + {ncols - 2}), got {len(s)}")
-            try:
-                frame, cam = int(s[0]), int(s[1])
-                vals = np.array([float(x) for x in s[2:]], dtype=np.float64)
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: malformed {what} row: non-numeric value") from None
-            if not np.all(np.isfinite(vals)):
-                raise ValueError(f"{path}:{lineno}: {what} row contains non-finite numbers")
-            if (frame, cam) in seen:
-                raise ValueError(f"{path}:{lineno}: duplicate row for frame {frame}, camera {cam}")
-            seen.add((frame, cam))
-            rows.append((frame, cam, vals))
+    lines = _text_lines(path, f"VKITTI2 {what} file")
+    header = lines[0].split() if lines else []
+    if not header or header[0] != "frame":
+        raise ValueError(f"{path}:1: expected the header line 'frame cameraID ...', got {' '.join(header)[:60]!r}")
+    for lineno, line in enumerate(lines[1:], 2):
+        s = line.split()
+        if not s:
+            continue
+        if len(s) != ncols:
+            raise ValueError(f"{path}:{lineno}: expected {ncols} numbers (frame cameraID + {ncols - 2}), got {len(s)}")
+        try:
+            frame, cam = int(s[0]), int(s[1])
+            vals = np.array([float(x) for x in s[2:]], dtype=np.float64)
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: malformed {what} row: non-numeric value") from None
+        if not np.all(np.isfinite(vals)):
+            raise ValueError(f"{path}:{lineno}: {what} row contains non-finite numbers")
+        if (frame, cam) in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate row for frame {frame}, camera {cam}")
+        seen.add((frame, cam))
+        rows.append((lineno, frame, cam, vals))
     if not rows:
         raise ValueError(f"{path}: VKITTI2 {what} file has no rows")
     return rows
@@ -114,13 +114,11 @@ def _extrinsics_cached(path: str) -> dict[tuple[int, int], np.ndarray]:
 def _extrinsics_parse(path: str, _mtime: int, _size: int) -> dict[tuple[int, int], np.ndarray]:
     p = Path(path)
     out = {}
-    for frame, cam, v in _read_table(p, _EXTRINSIC_COLS, "extrinsic"):
+    for ln, frame, cam, v in _read_table(p, _EXTRINSIC_COLS, "extrinsic"):
         E = v.reshape(4, 4)
         if not np.allclose(E[3], [0, 0, 0, 1], atol=1e-6):
-            raise ValueError(f"{p}: frame {frame} camera {cam}: last matrix row is {E[3].tolist()}, not 0 0 0 1")
-        R = E[:3, :3]
-        if not np.allclose(R @ R.T, np.eye(3), atol=1e-3):
-            raise ValueError(f"{p}: frame {frame} camera {cam}: rotation block is not orthonormal")
+            raise ValueError(f"{p}:{ln}: frame {frame} camera {cam}: last matrix row is {E[3].tolist()}, not 0 0 0 1")
+        check_rotations(E[None, :3, :3], p, [f"{ln} (frame {frame} camera {cam})"])
         out[(frame, cam)] = E
     return out
 
@@ -138,9 +136,10 @@ def _intrinsics_cached(path: str) -> dict[tuple[int, int], tuple[float, float, f
 def _intrinsics_parse(path: str, _mtime: int, _size: int) -> dict[tuple[int, int], tuple[float, float, float, float]]:
     p = Path(path)
     out = {}
-    for frame, cam, v in _read_table(p, _INTRINSIC_COLS, "intrinsic"):
+    for ln, frame, cam, v in _read_table(p, _INTRINSIC_COLS, "intrinsic"):
         if v[0] <= 0 or v[1] <= 0:
-            raise ValueError(f"{p}: frame {frame} camera {cam}: focal lengths must be positive, got {v[:2].tolist()}")
+            raise ValueError(f"{p}:{ln}: frame {frame} camera {cam}: focal lengths must be positive, "
+                             f"got {v[:2].tolist()}")
         out[(frame, cam)] = (float(v[0]), float(v[1]), float(v[2]), float(v[3]))
     return out
 
@@ -159,9 +158,9 @@ def read_vkitti2_depth(path: str | os.PathLike) -> np.ndarray:
         with Image.open(p) as im:
             im.load()
             arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{p}: unreadable or corrupt depth PNG ({e})") from None
-    if arr.ndim != 2 or arr.dtype not in (np.uint16, np.int32):
+    except _PIL_ERRORS as e:
+        raise ValueError(f"{p}: unreadable or corrupt depth PNG ({type(e).__name__}: {e})") from None
+    if arr.ndim != 2 or arr.dtype not in (np.uint16, np.int32) or arr.size == 0:
         raise ValueError(f"{p}: VKITTI2 depth must be a single-channel 16-bit PNG, got {arr.dtype} {arr.shape}")
     d = arr.astype(np.float32) / 100.0
     d[(arr <= 0) | (arr >= VKITTI2_FAR_VALUE)] = 0.0
@@ -178,13 +177,13 @@ class _VkDepth:
         return read_vkitti2_depth(self.path)
 
 
-@functools.lru_cache(maxsize=64)
 def _image_size(path: str) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{path}: unreadable image ({e})") from None
+    return _image_size_parse(*_stamp(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _image_size_parse(path: str, _mtime: int, _size: int) -> tuple[int, int]:
+    return read_image_size(path)
 
 
 def _check_seq(seq: str, where: str) -> None:
@@ -239,7 +238,6 @@ class VKitti2Dataset(MonoDataset):
     def describe(self, index: int) -> SampleInfo:
         seq, frame = self.items[index]
         base = self.root / seq
-        frames = {f: FrameRef(str(vkitti2_rgb_path(self.root, seq, frame + f, self.camera))) for f in self.frame_ids}
         ext_path, int_path = base / "extrinsic.txt", base / "intrinsic.txt"
         ext = _extrinsics_cached(str(ext_path))
         Twc = {}
@@ -253,7 +251,14 @@ class VKitti2Dataset(MonoDataset):
         if (frame, self.camera) not in intr:
             raise ValueError(f"{int_path}: no row for frame {frame}, camera {self.camera}")
         fx, fy, cx, cy = intr[(frame, self.camera)]
-        w, h = _image_size(frames[0].path)
+        img0 = vkitti2_rgb_path(self.root, seq, frame, self.camera)
+        w, h = _image_size(str(img0))
+        principal_point_check(f"{int_path}: frame {frame} camera {self.camera}", fx, fy, cx, cy, (w, h), img0)
+        # intrinsic.txt is per frame, in pixels of the stored images: every frame of the sample must
+        # have the size K was normalised by
+        frames = {f: FrameRef(str(vkitti2_rgb_path(self.root, seq, frame + f, self.camera)), size=(w, h),
+                              size_from=f"size of {img0.name}, which {int_path.name} of frame {frame} is normalised by")
+                  for f in self.frame_ids}
         K = np.eye(4)
         K[0, 0], K[0, 2] = fx / w, cx / w
         K[1, 1], K[1, 2] = fy / h, cy / h
