@@ -161,15 +161,42 @@ def _gt_file(cfg, split: str, gt_arg: str) -> Path:
         if not p.is_file():
             raise FileNotFoundError(f"{p}: --gt file not found")
         return p
-    p = _split_file(cfg, split).parent / "gt_depths.npz"
-    if not p.is_file():
-        from sa4depth.data import export_gt_depths
+    sf = _split_file(cfg, split)
+    p = sf.parent / "gt_depths.npz"
+    if p.is_file():
+        stale = _gt_cache_problem(p, sf)
+        if stale is None:
+            return p
+        if stale.startswith("foreign"):
+            print(f"   note: {p} was not exported by sa4depth ({stale[8:]}); it is used as is and cannot be "
+                  f"checked against {sf}")
+            return p
+        print(f"-> {p}: {stale}; exporting it again")
+    from sa4depth.data import export_gt_depths
 
-        print(f"-> exporting GT depths of split {split!r} to {p}")
-        export_gt_depths(cfg, split, p)
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: GT export for split {split!r} produced no file")
+    print(f"-> exporting GT depths of split {split!r} to {p}")
+    export_gt_depths(cfg, split, p)  # atomic: the old file stays until the new one is complete
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: GT export for split {split!r} produced no file")
     return p
+
+
+def _gt_cache_problem(gt: Path, split_file: Path) -> str | None:
+    """Why a cached ``gt_depths.npz`` cannot be reused for ``split_file`` (None: it can).
+
+    Our exports record the sha256 of the split file they were made from; a file with ``keys`` but
+    no record is an older export of ours; one with neither is someone else's (Monodepth2's own)."""
+    import hashlib
+
+    from sa4depth.safeio import load_npz, npz_names
+
+    names = npz_names(gt)
+    if "split_sha256" not in names:
+        return "exported before split records were kept" if "keys" in names else "foreign: no split record"
+    recorded = str(load_npz(gt, ["split_sha256"])["split_sha256"])
+    if recorded != hashlib.sha256(split_file.read_bytes()).hexdigest():
+        return f"exported from another version of {split_file}"
+    return None
 
 
 def _test_images(cfg, split: str):
@@ -289,12 +316,11 @@ def _odom_images(cfg, seq: str):
     files = sorted(d.glob(f"*{cfg.data.img_ext}"))
     if not files:
         raise FileNotFoundError(f"{d}: no *{cfg.data.img_ext} images for odometry sequence {seq}")
+    from sa4depth.data.io import read_image
+
     ims = []
     for f in files:
-        try:
-            im = Image.open(f).convert("RGB").resize((cfg.data.width, cfg.data.height), Image.LANCZOS)
-        except OSError as e:
-            raise ValueError(f"{f}: cannot read image: {e}") from None
+        im = read_image(f).resize((cfg.data.width, cfg.data.height), Image.LANCZOS)  # errors name the file
         ims.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
     return torch.stack(ims)
 
@@ -354,20 +380,31 @@ def _run_odometry(args) -> int:
         gt = read_kitti_poses(args.gt_poses)
         est = read_kitti_poses(args.pred_poses)
         if args.relative:
+            # N GT poses need N-1 relative poses T_{i+1<-i}; count what the file holds, not the chain
+            if est.shape[0] != gt.shape[0] - 1:
+                raise ValueError(f"{args.pred_poses}: {est.shape[0]} relative poses but {args.gt_poses} has "
+                                 f"{gt.shape[0]} poses (--relative needs {gt.shape[0] - 1} = one per consecutive pair)")
             # relative poses T_{i+1<-i} -> camera-to-world, anchored at the GT's first pose
             est = chain_relative_poses(est, start=gt[0])
-        if est.shape[0] != gt.shape[0]:
+        elif est.shape[0] != gt.shape[0]:
             raise ValueError(f"{args.pred_poses}: {est.shape[0]} poses but {args.gt_poses} has {gt.shape[0]}")
         name = args.sequence[0] if args.sequence else Path(args.pred_poses).stem
         jobs = [(name, gt, est, Path(args.gt_poses))]
+    relative_input = mp is None and args.relative
     for seq, gt, est, gt_file in jobs:
         res, est_al = evaluate_trajectory(gt, est, step_size=step)
+        # num_frames: poses of each trajectory; num_motions: consecutive pairs (RPE delta 1, and the
+        # relative poses an estimate is chained from: those the pose net predicts / --relative reads)
+        res["num_motions"] = int(gt.shape[0]) - 1
+        res["pred_format"] = "relative" if (relative_input or mp is not None) else "absolute"
         per_seq[seq] = res
         data_files.append(gt_file)
         png = Path(args.plot) if (args.plot and len(jobs) == 1) else out.parent / f"{out.stem}_{seq}.png"
         plot_trajectories(png, gt, {"estimate (Sim(3)-aligned)": est_al}, title=f"sequence {seq}")
         plots[seq] = str(png)
         fb = " (fallback lengths)" if res["lengths_fallback"] else ""
+        rel = " (chained from relative poses)" if res["pred_format"] == "relative" else ""
+        print(f"   seq {seq}: {res['num_frames']} poses, {res['num_motions']} relative motions{rel}")
         print(f"   seq {seq}: t_err {res['t_err']:.3f}%  r_err {res['r_err']:.3f} deg/100m{fb}  "
               f"ATE {res['ate_rmse']:.4f} m  RPE {res['rpe_trans_rmse']:.4f} m / {res['rpe_rot_rmse_deg']:.4f} deg")
     result = {"sequences": per_seq, "plots": plots,

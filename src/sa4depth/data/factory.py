@@ -230,8 +230,13 @@ def export_gt_depths(cfg, split_name: str, out_npz: str | os.PathLike) -> Path:
 
     ``eigen``: projected velodyne (Monodepth2 ``export_gt_depths.py``); ``eigen_benchmark``:
     ``proj_depth/groundtruth`` PNGs; ``cityscapes``: disparity -> depth; ``nyu``: depth PNGs.
-    Also stores ``keys`` (the split lines) for tracing. Written atomically.
+    Also stores ``keys`` (the split lines) and ``split_sha256`` (of the split's test_files.txt),
+    so a cached file is checked against the split it was exported from. Written atomically.
     """
+    import hashlib
+
+    sf = split_file(cfg, split_name, "test_files.txt", dataset_root(cfg, _eval_dataset_name(split_name)))
+    split_sha = hashlib.sha256(Path(sf).read_bytes()).hexdigest()
     keys, depths = [], []
     for k, d in iter_gt_depths(cfg, split_name):
         keys.append(k)
@@ -241,7 +246,7 @@ def export_gt_depths(cfg, split_name: str, out_npz: str | os.PathLike) -> Path:
     arr = np.empty(len(depths), dtype=object)
     for i, d in enumerate(depths):
         arr[i] = d
-    return atomic_save_npz(out_npz, data=arr, keys=np.array(keys))
+    return atomic_save_npz(out_npz, data=arr, keys=np.array(keys), split_sha256=np.array(split_sha))
 
 
 def load_test_images(cfg, split_name: str | None = None, resize: bool = True) -> Iterator[tuple[torch.Tensor, str]]:
