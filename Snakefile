@@ -54,8 +54,8 @@ localrules:
 rule paper:
     input:
         [table_outputs(t) for t in P.TABLES],
-        "results/audit/table_vi.md",
-        expand("results/figures/{fig}.png", fig=FIGURES),
+        f"{OUT}/audit/table_vi.md",
+        expand(f"{OUT}/figures/{{fig}}.png", fig=FIGURES),
         [f"results/metrics/{DATA}/{SCALE}/{e}.json" for e in experiments_evals()],
 
 

@@ -251,3 +251,17 @@ def test_real_data_is_checked_when_the_dag_is_built(sandbox):
     assert "real data: kitti is incomplete at data/real/kitti_raw" in out
     assert "params/data/real.yaml" in out and "sa4depth prepare kitti" in out
     assert "MISSING" in out  # the layout check's list of what is missing
+
+
+@needs_snakemake
+def test_a_quick_run_never_targets_the_committed_tables(sandbox):
+    """Only the committed setting (workflow/config.yaml `committed`) writes results/{tables,audit,figures}/."""
+    quick = _snake(sandbox, "-n", "table_vi", "figures", "--config", "scale=tiny")
+    assert quick.returncode == 0, quick.stderr[-2000:]
+    out = quick.stdout + quick.stderr
+    assert "results/synthetic-tiny-seeds1/tables/table_vi.csv" in out
+    assert "results/synthetic-tiny-seeds1/audit/table_vi.md" in out
+    assert "results/synthetic-tiny-seeds1/figures/fig6_trajectories.png" in out
+    assert not re.search(r"results/(tables|audit|figures)/", out)
+    default = _snake(sandbox, "-n", "table_vi")
+    assert default.returncode == 0 and "results/tables/table_vi.csv" in default.stdout + default.stderr

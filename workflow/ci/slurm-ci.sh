@@ -8,7 +8,7 @@
 #
 # What it checks (exit 1 on the first failure, with the reason):
 #   1. `snakemake --profile slurm table_vi --config scale=tiny` (plus workflow/ci/slurm-local.yaml: this
-#      node's partition and per-job resources) finishes and writes results/tables/table_vi.{csv,md};
+#      node's partition and per-job resources) finishes and writes results/synthetic-tiny-seeds1/tables/table_vi.{csv,md};
 #   2. jobs really went through Slurm: every "submitted with SLURM jobid N" of Snakemake's log is a
 #      job that slurmctld knows and that COMPLETED, and every train/evaluate rule ran as such a job;
 #   3. preemption: a training job (more steps than `tiny`) is cancelled with `scancel` while it runs;
@@ -128,7 +128,10 @@ say "$TARGET through Slurm: $((SECONDS - T1)) s"
 
 # ------------------------------------------------------------------ 2. it really went through Slurm
 cd "$WORK/main"
-for f in results/tables/"$TARGET".csv results/tables/"$TARGET".md; do
+# tables of a setting other than the committed one (workflow/config.yaml `committed`) have their own folder
+TABLES=results/synthetic-$SCALE-seeds1/tables
+[[ $SCALE == smoke ]] && TABLES=results/tables
+for f in "$TABLES/$TARGET".csv "$TABLES/$TARGET".md; do
     [[ -s $f ]] || fail "$f not produced"
 done
 NJOBS=$(check_slurm_jobs "$WORK/main.log")
@@ -138,7 +141,7 @@ NRULES=$(grep -cE "^rule [a-z_0-9]+:" "$WORK/main.log" || true)
 ((NRULES == NJOBS)) || fail "$NRULES non-local rule runs but $NJOBS Slurm jobs in $WORK/main.log"
 NTRAIN=$(grep -cE "^rule train:" "$WORK/main.log" || true)
 ((NTRAIN > 0)) || fail "no training job ran (is $TARGET already up to date in the work tree?)"
-say "OK: $NJOBS Slurm jobs, all COMPLETED ($NTRAIN train); $(grep -c . "results/tables/$TARGET.csv") lines in results/tables/$TARGET.csv"
+say "OK: $NJOBS Slurm jobs, all COMPLETED ($NTRAIN train); $(grep -c . "$TABLES/$TARGET.csv") lines in $TABLES/$TARGET.csv"
 fi
 
 # ------------------------------------------------------------------ 3. preemption: cancel + rerun

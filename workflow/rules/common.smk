@@ -18,6 +18,11 @@ WEIGHTS = {k: v for k, v in (config.get("weights") or {}).items() if v}
 # Rules call the `sa4depth` CLI of the environment running Snakemake (e.g. .venv/bin/snakemake
 # without an activated venv): put this interpreter's bin directory first on PATH. Jobs inherit it.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# tables, audit and figures of the committed setting go to results/; any other setting to its own
+# folder, so that a quick run never replaces them (workflow/config.yaml, `committed`)
+_C = config["committed"]
+OUT = ("results" if (DATA, SCALE, len(SEEDS)) == (_C["data"], _C["scale"], int(_C["seeds"]))
+       else f"results/{DATA}-{SCALE}-seeds{len(SEEDS)}")
 SPECS = {t: P.load_table(f"params/tables/{t}.yaml") for t in P.TABLES}
 FIGURES = ["fig1_scale_factors", "fig3_qualitative_kitti", "fig6_trajectories", "fig10_features"]
 
@@ -122,7 +127,7 @@ def weights_args():
 
 
 def table_outputs(table):
-    return [f"results/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "json")]
+    return [f"{OUT}/tables/{table}.{ext}" for ext in ("csv", "md", "tex", "json")]
 
 
 def run_done(wc):

@@ -13,7 +13,7 @@ rule fig1_scale_factors:
         a=metrics_file(FIG_A, "depth_eigen_benchmark"),
         b=metrics_file(FIG_B, "depth_eigen_benchmark"),
     output:
-        report("results/figures/fig1_scale_factors.png", caption="../report/fig1.rst", category="Figures"),
+        report(f"{OUT}/figures/fig1_scale_factors.png", caption="../report/fig1.rst", category="Figures"),
     log:
         "logs/figures/fig1_scale_factors.log",
     conda:
@@ -28,7 +28,7 @@ rule fig3_qualitative_kitti:
         a=done_file(FIG_A),
         b=done_file(FIG_B),
     output:
-        report("results/figures/fig3_qualitative_kitti.png", caption="../report/fig3.rst", category="Figures"),
+        report(f"{OUT}/figures/fig3_qualitative_kitti.png", caption="../report/fig3.rst", category="Figures"),
     log:
         "logs/figures/fig3_qualitative_kitti.log",
     params:
@@ -53,7 +53,7 @@ rule fig6_trajectories:
         a=metrics_file(FIG_ODOM_A, "odometry"),
         b=metrics_file(FIG_ODOM_B, "odometry"),
     output:
-        report("results/figures/fig6_trajectories.png", caption="../report/fig6.rst", category="Figures"),
+        report(f"{OUT}/figures/fig6_trajectories.png", caption="../report/fig6.rst", category="Figures"),
     log:
         "logs/figures/fig6_trajectories.log",
     conda:
@@ -67,7 +67,7 @@ rule fig10_features:
     input:
         done=done_file(FIG_B),
     output:
-        report("results/figures/fig10_features.png", caption="../report/fig10.rst", category="Figures"),
+        report(f"{OUT}/figures/fig10_features.png", caption="../report/fig10.rst", category="Figures"),
     log:
         "logs/figures/fig10_features.log",
     params:
@@ -87,4 +87,4 @@ rule fig10_features:
 
 rule figures:
     input:
-        expand("results/figures/{fig}.png", fig=FIGURES),
+        expand(f"{OUT}/figures/{{fig}}.png", fig=FIGURES),

@@ -8,11 +8,11 @@ rule table:
         metrics=lambda wc: table_inputs(wc.table),
         runs=lambda wc: table_runs(wc.table),
     output:
-        csv=report("results/tables/{table}.csv", caption="../report/table.rst", category="Tables",
+        csv=report(f"{OUT}/tables/{{table}}.csv", caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),
-        md="results/tables/{table}.md",
-        tex="results/tables/{table}.tex",
-        json="results/tables/{table}.json",
+        md=f"{OUT}/tables/{{table}}.md",
+        tex=f"{OUT}/tables/{{table}}.tex",
+        json=f"{OUT}/tables/{{table}}.json",
     log:
         "logs/tables/{table}.log",
     params:
@@ -20,11 +20,12 @@ rule table:
         scale=SCALE,
         seeds=len(SEEDS),
         weights=weights_args(),
+        out_dir=lambda wc, output: run_of(output.json),
     conda:
         "../envs/sa4depth.yaml"
     shell:
         "sa4depth table {wildcards.table} --data {params.data} --scale {params.scale} --seeds {params.seeds} "
-        "{params.weights} --out-dir results/tables --quiet > {log} 2>&1"
+        "{params.weights} --out-dir {params.out_dir} --quiet > {log} 2>&1"
 
 
 rule audit:
@@ -33,11 +34,11 @@ rule audit:
     input:
         spec="params/tables/{table}.yaml",
         experiments="params/experiments.yaml",
-        table="results/tables/{table}.json",
+        table=f"{OUT}/tables/{{table}}.json",
     output:
-        md=report("results/audit/{table}.md", caption="../report/audit.rst", category="Audit",
+        md=report(f"{OUT}/audit/{{table}}.md", caption="../report/audit.rst", category="Audit",
                   labels={"table": "{table}"}),
-        json="results/audit/{table}.json",
+        json=f"{OUT}/audit/{{table}}.json",
     log:
         "logs/audit/{table}.log",
     params:
@@ -63,7 +64,7 @@ for _t in P.TABLES:
             _t
         input:
             table_outputs(_t),
-            [f"results/audit/{_t}.md"] if SPECS[_t].baseline_row else [],
+            [f"{OUT}/audit/{_t}.md"] if SPECS[_t].baseline_row else [],
             table_inputs(_t),
         localrule: True
 
@@ -75,7 +76,7 @@ for _t in [t for t in P.TABLES if SPECS[t].baseline_row]:
         name:
             f"audit_{_t}"
         input:
-            f"results/audit/{_t}.md",
-            f"results/audit/{_t}.json",
+            f"{OUT}/audit/{_t}.md",
+            f"{OUT}/audit/{_t}.json",
             table_inputs(_t),
         localrule: True
