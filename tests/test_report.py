@@ -113,9 +113,9 @@ def test_table_values_mean_std_diff_and_statuses(spec, tmp_path):
     assert rows["cited"].status == "cited" and rows["cited"].cells["abs_rel"].mean is None
     assert rows["vit"].status.startswith("not implemented")
     assert rows["needs_w"].status == "not run: weights not provided"
-    md = (write_table(res, tmp_path / "out")[1]).read_text()
+    md = (write_table(res, tmp_path / "out")[1]).read_text(encoding="utf-8")
     assert "SYNTHETIC" in md and "scale=tiny" in md and "2 seeds" in md
-    assert "0.110 +/- 0.014" in md and "cited: [1] Someone" in md and "not run: weights not provided" in md
+    assert "0.110 ± 0.014" in md and "cited: [1] Someone" in md and "not run: weights not provided" in md
     assert "[group one]" in md
 
 
@@ -124,13 +124,13 @@ def test_csv_tex_json_outputs(spec, tmp_path):
     _fill(root)
     res = build_table(spec, "synthetic", "tiny", [0, 1], metrics_root=root, runs_root=tmp_path / "runs")
     paths = write_table(res, tmp_path / "out")
-    text = paths[0].read_text()
+    text = paths[0].read_text(encoding="utf-8")
     assert text.startswith("# Table T")
     rows = list(csv.DictReader(io.StringIO("".join(l for l in text.splitlines(True) if not l.startswith("#")))))
     base = next(r for r in rows if r["row"] == "base")
     assert float(base["abs_rel"]) == pytest.approx(0.11) and float(base["abs_rel_paper"]) == pytest.approx(0.09)
     assert float(base["abs_rel_diff"]) == pytest.approx(0.02)
-    tex = paths[2].read_text()
+    tex = paths[2].read_text(encoding="utf-8")
     assert r"\begin{tabular}" in tex and r"$\pm$" in tex and r"d<1.25" in tex and "_" not in tex.split(r"\toprule")[1].replace(r"\_", "")
     js = json.loads(paths[3].read_text())   # strict JSON: no NaN
     assert js["rows"]["base"]["abs_rel"]["n"] == 2 and js["scale"] == "tiny"

@@ -3,10 +3,14 @@ networks of finished runs).
 
   sa4depth figure scale-factors --json LABEL=DEPTH_EVAL.json ... --out PNG     (Fig. 1)
   sa4depth figure qualitative   --run LABEL=RUN_DIR ... [--split S] [--num N] --out PNG  (Figs. 3-5)
-  sa4depth figure trajectories  --json LABEL=ODOMETRY_EVAL.json ... --out PNG  (Fig. 6)
+  sa4depth figure trajectories  --json LABEL=ODOMETRY_EVAL.json ... --out PNG  (Fig. 6, from the
+                                trajectory files the evaluation wrote: one axes per sequence)
   sa4depth figure features      --run RUN_DIR --out PNG                          (Fig. 10)
   sa4depth figure montage       --panel LABEL=PNG ... --out PNG
   sa4depth figure monitor       --run LABEL=RUN_DIR ... --out PNG                (scale-alignment monitor)
+
+Every figure names its data, scale and seeds in a footer, read from the files / run directories it
+is drawn from (``sa4depth.report.figures.source_caption``).
 """
 from __future__ import annotations
 
@@ -34,12 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("scale-factors", help="Fig. 1: per-image scale factors from depth-eval JSONs")
     p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH")
     p.add_argument("--out", required=True)
-    p = sub.add_parser("trajectories", help="Fig. 6: trajectory plots of odometry-eval JSONs")
-    p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH")
+    p = sub.add_parser("trajectories", help="Fig. 6: trajectories (x-z top view) of odometry-eval JSONs, "
+                                            "one axes per sequence, GT and every method overlaid")
+    p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH",
+                   help="an odometry-eval JSON (`sa4depth evaluate odometry`); its trajectory files are read")
     p.add_argument("--out", required=True)
     p = sub.add_parser("montage", help="place PNGs side by side")
     p.add_argument("--panel", action="append", default=[], metavar="LABEL=PNG")
     p.add_argument("--title", default="")
+    p.add_argument("--caption", default=None, help="footer line, e.g. 'data: synthetic, scale: smoke, seeds: 0'")
     p.add_argument("--out", required=True)
     p = sub.add_parser("qualitative", help="Figs. 3-5: input | predicted disparity per run | GT")
     p.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR")
@@ -62,28 +69,50 @@ def run(args) -> int:
     from sa4depth.report import figures as F
 
     if args.kind == "scale-factors":
-        series = {label: F.per_image_ratios(p) for label, p in _pairs(args.json, "--json")}
-        out = F.plot_scale_factors(series, args.out)
+        pairs = _pairs(args.json, "--json")
+        series = {label: F.per_image_ratios(p) for label, p in pairs}
+        out = F.plot_scale_factors(series, args.out, caption=F.source_caption([p for _, p in pairs]))
     elif args.kind == "trajectories":
-        panels = []
-        for label, p in _pairs(args.json, "--json"):
-            for seq, png in F.odometry_plots(p).items():
-                panels.append((f"{label}: sequence {seq}", png))
-        out = F.montage(panels, args.out, title="KITTI Odometry trajectories, Sim(3)-aligned (Fig. 6)", ncols=2)
+        out = _trajectories(args)
     elif args.kind == "monitor":
         groups: dict[str, list] = {}
-        for label, path in _pairs(args.run, "--run"):
+        pairs = _pairs(args.run, "--run")
+        for label, path in pairs:
             p = Path(path)
             groups.setdefault(label, []).append(F.read_monitor_log(p / "log.csv" if p.is_dir() else p))
-        out = F.plot_monitor(groups, args.out, args.title)
+        out = F.plot_monitor(groups, args.out, args.title, caption=F.source_caption([p for _, p in pairs]))
     elif args.kind == "montage":
-        out = F.montage(_pairs(args.panel, "--panel"), args.out, title=args.title)
+        out = F.montage(_pairs(args.panel, "--panel"), args.out, title=args.title, caption=args.caption)
     elif args.kind == "qualitative":
         out = _qualitative(args)
     else:
         out = _features(args)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _trajectories(args) -> Path:
+    """Fig. 6 from the trajectory files of each odometry evaluation (GT read once per sequence)."""
+    import numpy as np
+
+    from sa4depth.report import figures as F
+
+    pairs = _pairs(args.json, "--json")
+    gts: dict[str, np.ndarray] = {}
+    estimates: dict[str, dict[str, np.ndarray]] = {}
+    metrics: dict[str, dict[str, dict]] = {}
+    for label, p in pairs:
+        for seq, (gt, est, m) in F.odometry_trajectories(p).items():
+            if seq in gts and (gts[seq].shape != gt.shape or not np.allclose(gts[seq], gt, atol=1e-6)):
+                raise ValueError(f"{p}: the GT of sequence {seq} differs from that of the other evaluations")
+            gts.setdefault(seq, gt)
+            estimates.setdefault(label, {})[seq] = est
+            metrics.setdefault(label, {})[seq] = m
+    gts = dict(sorted(gts.items()))
+    title = (f"KITTI Odometry sequence{'s' if len(gts) > 1 else ''} {', '.join(gts)}: trajectories "
+             "(top view, 7-DoF Sim(3)-aligned to GT) (Fig. 6)")
+    return F.plot_trajectories(gts, estimates, args.out, title=title, metrics=metrics,
+                               caption=F.source_caption([p for _, p in pairs]))
 
 
 def _model_path(run_dir: str) -> Path:
@@ -122,8 +151,11 @@ def _qualitative(args) -> Path:
             images = [im.permute(1, 2, 0).numpy() for im in sel]
             all_gt = [g for _, g in iter_gt_depths(cfg, split)]
             gts = [all_gt[i] for i in idx] if len(all_gt) == len(all_imgs) else None
+    from sa4depth.report.figures import source_caption
+
     return plot_qualitative(images, preds, args.out, gts=gts,
-                            title=f"{split}: predicted disparity (normalised per image)")
+                            title=f"{split}: predicted disparity (normalised per image)",
+                            caption=source_caption([rd for _, rd in runs]))
 
 
 def _features(args) -> Path:
@@ -160,5 +192,9 @@ def _features(args) -> Path:
     imgs = torch.stack([sample[("color", 0, 0)], sample[("color", other, 0)]])
     with torch.no_grad():
         feats, conf = net(imgs)
+    from sa4depth.report.figures import source_caption
+
     return plot_features([i.permute(1, 2, 0).numpy() for i in imgs], list(feats.numpy()), list(conf[:, 0].numpy()),
-                         args.out, labels=("reference t", f"query t{other:+d}"))
+                         args.out, labels=("reference t", f"query t{other:+d}"),
+                         title=f"SA4Depth feature net: validation sample {min(args.index, len(ds) - 1)} (Fig. 10)",
+                         caption=source_caption([args.run]))

@@ -9,7 +9,9 @@ def add_arguments(p) -> None:
 
     add_common(p)
     p.add_argument("--out-dir", default="results/tables", help="where <table>.{csv,md,tex,json} go")
-    p.add_argument("--formats", nargs="+", default=["csv", "md", "tex", "json"], choices=["csv", "md", "tex", "json"])
+    p.add_argument("--formats", nargs="+", default=["csv", "md", "tex", "json"],
+                   choices=["csv", "md", "tex", "json", "html"],
+                   help="output formats (default csv md tex json; html: a standalone page with the same cells)")
     p.add_argument("--allow-missing", action="store_true",
                    help="write the table even if some runs have no results (their status says so)")
     p.add_argument("--quiet", action="store_true", help="do not print the markdown table")

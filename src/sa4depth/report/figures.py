@@ -3,23 +3,31 @@
 - Fig. 1 analogue: per-image median-scaling factors (``per_image[i].ratio`` of ``sa4depth evaluate
   depth`` JSONs) for several runs; the spread is the Table II "Scale Std".
 - Figs. 3-5 analogue: input | predicted disparity per run | GT depth, one row per image.
-- Fig. 6 analogue: the per-sequence trajectory plots written by ``sa4depth evaluate odometry``
-  (``plots`` in its JSON), assembled into one figure.
+- Fig. 6 analogue: top views (x-z plane, as KITTI's plots) of the trajectories ``sa4depth evaluate
+  odometry`` writes (KITTI pose files under ``<eval>_traj/``, GT from the pose file named in the
+  JSON's provenance), one axes per sequence, GT and every method overlaid after the same Sim(3)
+  (7-DoF Umeyama) alignment as the evaluation.
 - Fig. 10 analogue: feature maps as RGB of their first three principal components (PCA fitted on both
-  frames jointly, so equal colours mean equal features, as the paper's Fig. 10) and confidence maps.
+  frames jointly, so equal colours mean equal features, as the paper's Fig. 10) and confidence maps
+  with a colour bar.
+
+Every figure carries a footer naming its data, scale and seeds (``data: synthetic, scale: smoke,
+seeds: 0``), read from the result files / run directories it was drawn from (:func:`source_caption`).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 __all__ = ["per_image_ratios", "plot_scale_factors", "montage", "odometry_plots", "plot_qualitative",
-           "pca_rgb", "plot_features", "save_figure", "read_monitor_log", "plot_monitor"]
+           "pca_rgb", "plot_features", "save_figure", "read_monitor_log", "plot_monitor", "source_info",
+           "source_caption", "umeyama_sim3", "align_sim3", "odometry_trajectories", "plot_trajectories"]
 
 
 def _plt():
@@ -53,6 +61,65 @@ def _load(path: str | os.PathLike) -> dict:
         raise ValueError(f"{p}: not valid JSON: {e}") from None
 
 
+# ----------------------------------------------------------------------------- what a figure was drawn from
+_RUN_PATH = re.compile(r"(?:^|/)(?P<data>[^/]+)/(?P<scale>[^/]+)/(?P<exp>[^/]+)/seed(?P<seed>\d+)(?:/|$)")
+
+
+def source_info(path: str | os.PathLike) -> dict[str, object]:
+    """``{"data", "scale", "seed"}`` of a result JSON (its provenance: ``config.meta`` and ``seed``) or
+    a run directory / file in one (``config.yaml``); the path layout
+    ``<data>/<scale>/<experiment>/seed<N>`` (:mod:`sa4depth.report.plan`) fills what is missing."""
+    p = Path(path)
+    cfg: dict = {}
+    seed = None
+    try:
+        if p.is_file() and p.suffix == ".json":
+            obj = _load(p)
+            prov = obj.get("provenance") if isinstance(obj.get("provenance"), dict) else {}
+            cfg = prov.get("config") if isinstance(prov.get("config"), dict) else {}
+            seed = prov.get("seed")
+        else:
+            d = p if p.is_dir() else p.parent
+            if (d / "config.yaml").is_file():
+                import yaml
+
+                cfg = yaml.safe_load((d / "config.yaml").read_text()) or {}
+    except (OSError, ValueError):
+        cfg = {}
+    meta = cfg.get("meta") if isinstance(cfg.get("meta"), dict) else {}
+    info: dict[str, object] = {"data": meta.get("data"), "scale": meta.get("scale"),
+                               "seed": seed if seed is not None else cfg.get("seed")}
+    m = _RUN_PATH.search(p.absolute().as_posix())
+    if m:
+        info["data"] = info["data"] or m["data"]
+        info["scale"] = info["scale"] or m["scale"]
+        if info["seed"] is None:
+            info["seed"] = int(m["seed"])
+    return info
+
+
+def source_caption(paths: Sequence[str | os.PathLike]) -> str:
+    """``data: synthetic, scale: smoke, seeds: 0`` over the files / run directories a figure reads
+    (several values are listed; ``?`` where none could be read)."""
+    from sa4depth.report.tables import data_caption
+
+    infos = [source_info(p) for p in paths]
+
+    def uniq(key: str) -> list:
+        return list(dict.fromkeys(i[key] for i in infos if i.get(key) is not None))
+
+    data = ", ".join(map(str, uniq("data"))) or "?"
+    scale = ", ".join(map(str, uniq("scale"))) or "?"
+    seeds = sorted(uniq("seed"), key=lambda x: (not str(x).isdigit(), int(x) if str(x).isdigit() else 0, str(x)))
+    return data_caption(data, scale, seeds or ["?"])
+
+
+def _footer(fig, caption: str | None) -> None:
+    """The figure's data/scale/seeds line under the axes (kept by ``bbox_inches="tight"``)."""
+    if caption:
+        fig.text(0.5, -0.01, caption, ha="center", va="top", fontsize=8, color="0.25")
+
+
 def per_image_ratios(path: str | os.PathLike) -> np.ndarray:
     """Median-scaling ratios (GT median / prediction median) per test image of a depth-eval JSON."""
     obj = _load(path)
@@ -67,31 +134,49 @@ def per_image_ratios(path: str | os.PathLike) -> np.ndarray:
 
 
 def plot_scale_factors(series: Mapping[str, Sequence[float]], out: str | os.PathLike,
-                       title: str = "Per-image depth scale factors (Fig. 1)") -> Path:
+                       title: str = "Per-image depth scale factors (Fig. 1)", caption: str | None = None) -> Path:
     """One line per run: the per-image scale factor normalised by its mean (so runs with different
-    global scales compare), with its std in the legend (the Table II Scale Std uses the raw ratios)."""
+    global scales compare), with its std in the legend (the Table II Scale Std uses the raw ratios);
+    right: their histograms on shared bins (integer image counts), with a legend."""
     if not series:
         raise ValueError("plot_scale_factors: no series")
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
-    fig, (ax, axh) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (ax, axh) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 1.2]})
+    normed = {}
     for label, vals in series.items():
         v = np.asarray(vals, dtype=np.float64)
         if v.size == 0 or not np.all(np.isfinite(v)):
             raise ValueError(f"plot_scale_factors: series {label!r} is empty or not finite")
-        n = v / v.mean()
-        ax.plot(np.arange(v.size), n, marker=".", lw=0.8, label=f"{label} (std/mean {n.std():.3f}, raw std {v.std():.3f})")
-        axh.hist(n, bins=min(30, max(5, v.size // 3)), alpha=0.5, label=label)
+        normed[label] = (v, v / v.mean())
+    allv = np.concatenate([n for _, n in normed.values()])
+    nmax = max(v.size for v, _ in normed.values())
+    bins = np.histogram_bin_edges(allv, bins=min(30, max(5, nmax // 3)))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, (v, n)) in enumerate(normed.items()):
+        c = colours[i % len(colours)]
+        ax.plot(np.arange(v.size), n, marker=".", lw=0.8, color=c,
+                label=f"{label} (std/mean {n.std():.3f}, raw std {v.std():.3f})")
+        axh.hist(n, bins=bins, alpha=0.5, color=c, edgecolor=c, label=label)
+    ax.axhline(1.0, color="0.5", lw=0.6, ls=":")
     ax.set_xlabel("test image")
     ax.set_ylabel("scale factor / mean")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     axh.set_xlabel("scale factor / mean")
-    axh.set_ylabel("images")
+    axh.set_ylabel("images (count)")
+    axh.set_title("histogram", fontsize=10)
+    axh.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axh.legend(fontsize=7)
+    fig.tight_layout()
+    _footer(fig, caption)
     return save_figure(fig, out)
 
 
 def montage(panels: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathLike, title: str = "",
-            ncols: int | None = None) -> Path:
+            ncols: int | None = None, caption: str | None = None) -> Path:
     """Place existing PNGs side by side (titled)."""
     if not panels:
         raise ValueError("montage: no panels")
@@ -111,6 +196,7 @@ def montage(panels: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathL
         ax.set_title(label, fontsize=9)
     if title:
         fig.suptitle(title)
+    _footer(fig, caption)
     return save_figure(fig, out)
 
 
@@ -121,6 +207,150 @@ def odometry_plots(path: str | os.PathLike) -> dict[str, str]:
     if not isinstance(plots, dict) or not plots:
         raise ValueError(f"{path}: no 'plots' mapping (written by `sa4depth evaluate odometry`)")
     return {str(k): str(v) for k, v in sorted(plots.items())}
+
+
+def umeyama_sim3(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least-squares similarity ``dst ~ s R src + t`` of two (N, 3) point sets (Umeyama 1991, as
+    evo's ``align(correct_scale=True)``): returns (R, t, s)."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3:
+        raise ValueError(f"umeyama_sim3: need two (N, 3) arrays of equal size, got {src.shape} and {dst.shape}")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    var_s = (xs ** 2).sum() / len(src)
+    if len(src) < 2 or var_s < 1e-12:
+        raise ValueError("umeyama_sim3: the estimated trajectory does not move: no alignment possible")
+    cov = xd.T @ xs / len(src)
+    U, d, Vt = np.linalg.svd(cov)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        S[2, 2] = -1.0
+    R = U @ S @ Vt
+    s = float(np.trace(np.diag(d) @ S) / var_s)
+    t = mu_d - s * R @ mu_s
+    return R, t, s
+
+
+def align_sim3(gt: np.ndarray, est: np.ndarray) -> np.ndarray:
+    """Camera positions (N, 3) of ``est`` (N, 4, 4) after the 7-DoF alignment onto ``gt``'s positions."""
+    R, t, s = umeyama_sim3(est[:, :3, 3], gt[:, :3, 3])
+    return (s * (R @ est[:, :3, 3].T)).T + t
+
+
+def _resolve(p: str | os.PathLike, rel_to: Path) -> Path:
+    """A path recorded in a result JSON: as written (relative to the working directory the evaluation
+    ran in, the repository root), else relative to the JSON's folder."""
+    q = Path(p)
+    if q.is_absolute() or q.exists():
+        return q
+    return rel_to / q
+
+
+def odometry_trajectories(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
+    """``{sequence: (gt (N,4,4), estimate (N,4,4), per-sequence metrics)}`` of an odometry-eval JSON.
+
+    The estimate is the KITTI pose file ``sa4depth evaluate odometry`` wrote (``trajectories``: a
+    folder ``<seq>.txt`` per sequence for ``--run``, else the ``--pred-poses`` file; ``<eval>_traj/``
+    next to the JSON if the recorded path is gone); N-1 relative poses are chained from the GT's first
+    pose, as the evaluation does. GT: the ``poses/<seq>.txt`` in the JSON's ``provenance.data_files``
+    (or the only data file), else ``<config data.roots.kitti_odom>/poses/<seq>.txt``."""
+    from sa4depth.evaluate.odometry import chain_relative_poses, read_kitti_poses
+
+    p = Path(path)
+    obj = _load(p)
+    seqs = obj.get("sequences")
+    if not isinstance(seqs, dict) or not seqs:
+        raise ValueError(f"{p}: no 'sequences' (written by `sa4depth evaluate odometry`)")
+    prov = obj.get("provenance") if isinstance(obj.get("provenance"), dict) else {}
+    data_files = [str(f) for f in prov.get("data_files") or []]
+    cfg = prov.get("config") if isinstance(prov.get("config"), dict) else {}
+    odom_root = ((cfg.get("data") or {}).get("roots") or {}).get("kitti_odom")
+    rec = obj.get("trajectories")
+    cands = [_resolve(rec, p.parent)] if rec else []
+    cands.append(p.parent / f"{p.stem}_traj")
+    out: dict[str, tuple[np.ndarray, np.ndarray, dict]] = {}
+    for seq in sorted(seqs):
+        gt_file = next((f for f in data_files if Path(f).name == f"{seq}.txt" and Path(f).parent.name == "poses"),
+                       data_files[0] if len(data_files) == 1 else None)
+        if gt_file is None and odom_root:
+            gt_file = str(Path(odom_root) / "poses" / f"{seq}.txt")
+        if gt_file is None:
+            raise ValueError(f"{p}: sequence {seq}: no GT pose file recorded (provenance.data_files)")
+        gt = read_kitti_poses(_resolve(gt_file, p.parent))
+        est_file = None
+        for c in cands:
+            f = c / f"{seq}.txt" if c.is_dir() else c
+            if f.is_file():
+                est_file = f
+                break
+        if est_file is None:
+            raise FileNotFoundError(f"{p}: sequence {seq}: estimated trajectory not found (looked in "
+                                    f"{', '.join(str(c) for c in cands)})")
+        est = read_kitti_poses(est_file)
+        if est.shape[0] == gt.shape[0] - 1:
+            est = chain_relative_poses(est, start=gt[0])
+        if est.shape[0] != gt.shape[0]:
+            raise ValueError(f"{est_file}: {est.shape[0]} poses but the GT of sequence {seq} has {gt.shape[0]}")
+        out[str(seq)] = (gt, est, seqs[seq] if isinstance(seqs[seq], dict) else {})
+    return out
+
+
+def plot_trajectories(gts: Mapping[str, np.ndarray], estimates: Mapping[str, Mapping[str, np.ndarray]],
+                      out: str | os.PathLike, title: str = "", caption: str | None = None,
+                      metrics: Mapping[str, Mapping[str, Mapping]] | None = None) -> Path:
+    """Fig. 6: one axes per sequence, top view (x right, z forward: the KITTI plots' x-z plane) of
+    the GT (black, dashed) and every method's estimate, each Sim(3)-aligned onto the GT; equal
+    aspect, one legend for the figure. ``estimates``: ``{method: {sequence: (N, 4, 4) poses}}``;
+    ``metrics``: ``{method: {sequence: {"t_err": ..., "r_err": ...}}}`` for the axes' text."""
+    if not gts:
+        raise ValueError("plot_trajectories: no sequences")
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _plt()
+    seqs = list(gts)
+    n = len(seqs)
+    ncols = min(n, 2)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.5), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    colours = ["tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
+    handles = [Line2D([], [], color="black", ls="--", lw=1.4, label="GT")]
+    handles += [Line2D([], [], color=colours[i % len(colours)], lw=1.4, label=str(m))
+                for i, m in enumerate(estimates)]
+    for ax, seq in zip(axes.ravel(), seqs):
+        gt = np.asarray(gts[seq], dtype=np.float64)
+        ax.plot(gt[:, 0, 3], gt[:, 2, 3], "--", color="black", lw=1.4, zorder=3)
+        ax.plot(gt[0, 0, 3], gt[0, 2, 3], "o", color="black", ms=5, zorder=4)
+        lines = []
+        for i, (m, per_seq) in enumerate(estimates.items()):
+            if seq not in per_seq:
+                continue
+            xyz = align_sim3(gt, np.asarray(per_seq[seq], dtype=np.float64))
+            ax.plot(xyz[:, 0], xyz[:, 2], "-", color=colours[i % len(colours)], lw=1.2, zorder=2)
+            mm = ((metrics or {}).get(m) or {}).get(seq) or {}
+            if "t_err" in mm and "r_err" in mm:
+                lines.append(f"{m}: t_err {mm['t_err']:.2f}%, r_err {mm['r_err']:.2f} deg/100m")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(f"sequence {seq}", fontsize=10, loc="center", pad=6 + 9 * len(lines))
+        ax.set_xlabel("x [m]")
+        ax.set_ylabel("z [m]")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        if lines:   # under the title, not over the trajectories
+            ax.text(0.5, 1.01, "\n".join(lines), transform=ax.transAxes, va="bottom", ha="center", fontsize=7,
+                    color="0.2")
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _footer(fig, caption)
+    return save_figure(fig, out)
 
 
 def _disp_vis(d: np.ndarray) -> np.ndarray:
@@ -134,7 +364,7 @@ def _disp_vis(d: np.ndarray) -> np.ndarray:
 
 def plot_qualitative(images: Sequence[np.ndarray], preds: Mapping[str, Sequence[np.ndarray]],
                      out: str | os.PathLike, gts: Sequence[np.ndarray] | None = None,
-                     title: str = "") -> Path:
+                     title: str = "", caption: str | None = None) -> Path:
     """Rows: images; columns: input (HxWx3 in [0,1]) | each run's disparity (HxW, magma) | GT depth."""
     n = len(images)
     if n == 0:
@@ -163,6 +393,7 @@ def plot_qualitative(images: Sequence[np.ndarray], preds: Mapping[str, Sequence[
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
+    _footer(fig, caption)
     return save_figure(fig, out)
 
 
@@ -196,24 +427,37 @@ def pca_rgb(features: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def plot_features(images: Sequence[np.ndarray], features: Sequence[np.ndarray], confidences: Sequence[np.ndarray],
-                  out: str | os.PathLike, labels: Sequence[str] = ("reference t", "query t'")) -> Path:
-    """Fig. 10: per frame (rows): image | PCA of the feature map | confidence map (jet: red = high)."""
+                  out: str | os.PathLike, labels: Sequence[str] = ("reference t", "query t'"),
+                  caption: str | None = None, title: str = "") -> Path:
+    """Fig. 10: per frame (rows): image | PCA of the feature map | confidence map (jet, 0..1: red =
+    high), with one colour bar for the confidence column."""
     if not (len(images) == len(features) == len(confidences)):
         raise ValueError("plot_features: images, features and confidences must have the same length")
     rgbs = pca_rgb(features)
     plt = _plt()
     n = len(images)
-    fig, axes = plt.subplots(n, 3, figsize=(10, 1.6 * n + 0.6), squeeze=False)
+    h, w = np.asarray(images[0]).shape[:2]
+    panel_w = 3.0   # inches per panel; rows as high as the images (plus titles), no empty bands
+    fig, axes = plt.subplots(n, 3, figsize=(3 * panel_w + 1.0, n * (panel_w * h / max(w, 1) + 0.3) + 0.8),
+                             squeeze=False, layout="constrained")
+    im = None
     for i in range(n):
         axes[i, 0].imshow(np.clip(images[i], 0, 1))
         axes[i, 1].imshow(rgbs[i])
-        axes[i, 2].imshow(np.asarray(confidences[i]).squeeze(), cmap="jet", vmin=0, vmax=1)
+        im = axes[i, 2].imshow(np.asarray(confidences[i]).squeeze(), cmap="jet", vmin=0, vmax=1)
         axes[i, 0].set_ylabel(labels[i] if i < len(labels) else "")
     for j, t in enumerate(("image", "feature map (PCA)", "confidence")):
         axes[0, j].set_title(t, fontsize=9)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    cb = fig.colorbar(im, ax=list(axes[:, 2]), fraction=0.04, pad=0.02, aspect=12 * n)
+    cb.set_label("confidence", fontsize=8)
+    cb.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
+    cb.ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _footer(fig, caption)
     return save_figure(fig, out)
 
 
@@ -253,7 +497,7 @@ def read_monitor_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: str | os.PathLike,
-                 title: str = "") -> Path:
+                 title: str = "", caption: str | None = None) -> Path:
     """Curves of the scale-alignment monitor against step: one colour per group (e.g. Md2-18,
     Md2-18 + SA4Depth), a thin line per seed and a thick one for the mean over seeds; pose panels
     draw the pose net's value solid and the refined pose's dashed."""
@@ -289,4 +533,5 @@ def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: 
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    _footer(fig, caption)
     return save_figure(fig, out)
