@@ -10,6 +10,7 @@ from sa4depth.losses import (
     depth_noise,
     photometric_error,
     pose_consistency_loss,
+    identity_errors,
     reprojection_loss,
     smoothness_loss,
     ssim,
@@ -172,3 +173,76 @@ def test_photometric_loss_gradient_reaches_depth_through_warp():
     loss, _ = reprojection_loss({1: warped}, {1: src}, target)
     loss.backward()
     assert depth.grad is not None and torch.isfinite(depth.grad).all() and depth.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- batched = per-image
+def _ssim_reference(x, y):
+    """Monodepth2's layers.SSIM written out: one pooling call per statistic, one image pair at a time."""
+    import torch.nn.functional as F
+
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    n = (2 * mu_x * mu_y + 0.01 ** 2) * (2 * sigma_xy + 0.03 ** 2)
+    d = (mu_x ** 2 + mu_y ** 2 + 0.01 ** 2) * (sigma_x + sigma_y + 0.03 ** 2)
+    return torch.clamp((1 - n / d) / 2, 0, 1)
+
+
+def _pe_reference(pred, target, a=0.85):
+    return a * _ssim_reference(pred, target).mean(1, True) + (1 - a) * (pred - target).abs().mean(1, True)
+
+
+def _reprojection_reference(warped, identity, target, automask, gen):
+    rep = torch.cat([_pe_reference(warped[f], target) for f in warped], 1)
+    if not automask:
+        return rep.min(1, keepdim=True)[0].mean()
+    idt = torch.cat([_pe_reference(identity[f], target) for f in warped], 1)
+    idt = idt + 1e-5 * torch.randn(idt.shape, generator=gen)
+    return torch.cat([idt, rep], 1).min(1, keepdim=True)[0].mean()
+
+
+def test_batched_photometric_loss_equals_the_per_image_reference():
+    g = torch.Generator().manual_seed(3)
+    target = torch.rand(3, 3, 12, 20, generator=g)
+    warped = {f: torch.rand(3, 3, 12, 20, generator=g, requires_grad=True) for f in (-1, 1)}
+    identity = {f: torch.rand(3, 3, 12, 20, generator=g) for f in (-1, 1)}
+    for automask in (False, True):
+        ref = _reprojection_reference(warped, identity, target, automask, torch.Generator().manual_seed(9))
+        got, _ = reprojection_loss(warped, identity, target, automask=automask, generator=torch.Generator().manual_seed(9))
+        assert abs(got.item() - ref.item()) < 1e-6
+        # the identity errors precomputed once (as the training step does) give the same loss
+        pre = identity_errors(identity, target, [-1, 1])
+        got2, _ = reprojection_loss(warped, pre, target, automask=automask, generator=torch.Generator().manual_seed(9))
+        assert got2.item() == got.item()
+        g_ref = torch.autograd.grad(ref, [warped[-1], warped[1]])
+        g_got = torch.autograd.grad(got2, [warped[-1], warped[1]])
+        for a, b in zip(g_ref, g_got):
+            assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)
+
+
+def test_training_loss_of_a_fixed_batch_is_unchanged_by_the_batched_losses(monkeypatch):
+    """The whole Monodepth2 loss (4 scales, automask, SA4Depth refinement) of a fixed batch equals the
+    loss with the per-image reference functions patched in, to 1e-6."""
+    import sa4depth.losses as L
+    from sa4depth.benchmarks.train import random_batch
+    from sa4depth.config import load_config
+    from sa4depth.train.trainer import build_train_model
+
+    for sa in (False, True):
+        over = ["refine.enabled=true", "loss.pose_self_sup=1.0"] if sa else []
+        cfg = load_config(scale="tiny", overrides=over)
+        torch.manual_seed(0)
+        model = build_train_model(cfg).train()
+        model.step = 10 ** 6  # automask on
+        batch = random_batch(cfg, "cpu")
+        torch.manual_seed(1)
+        fast, _ = model(batch)
+        with monkeypatch.context() as m:
+            m.setattr(L, "photometric_errors",
+                      lambda preds, target, a=0.85: torch.cat([_pe_reference(p, target, a) for p in preds], 1))
+            torch.manual_seed(1)
+            slow, _ = model(batch)
+        assert abs(fast.item() - slow.item()) < 1e-6, (sa, fast.item(), slow.item())

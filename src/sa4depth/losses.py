@@ -12,7 +12,7 @@ stated otherwise.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -22,6 +22,8 @@ __all__ = [
     "ssim",
     "SSIM",
     "photometric_error",
+    "photometric_errors",
+    "identity_errors",
     "reprojection_loss",
     "smoothness_loss",
     "rotation_angle",
@@ -39,13 +41,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     Local statistics from a 3x3 mean pool after reflection padding of 1 pixel, ``C1 = 0.01^2``,
     ``C2 = 0.03^2`` (Monodepth2 ``layers.SSIM``)."""
-    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x = F.avg_pool2d(x, 3, 1)
-    mu_y = F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x * mu_x
-    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y * mu_y
-    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    # the five local means in one pooling call over stacked channels (per-channel: same numbers)
+    c = x.shape[1]
+    stats = F.pad(torch.cat([x, y, x * x, y * y, x * y], dim=1), (1, 1, 1, 1), mode="reflect")
+    mu_x, mu_y, e_xx, e_yy, e_xy = F.avg_pool2d(stats, 3, 1).split(c, dim=1)
+    sigma_x = e_xx - mu_x * mu_x
+    sigma_y = e_yy - mu_y * mu_y
+    sigma_xy = e_xy - mu_x * mu_y
     n = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
     d = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
     return torch.clamp((1 - n / d) / 2, 0, 1)
@@ -69,9 +71,33 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: flo
     return ssim_weight * ssim(pred, target).mean(1, keepdim=True) + (1 - ssim_weight) * l1
 
 
+def photometric_errors(preds: Sequence[torch.Tensor], target: torch.Tensor, ssim_weight: float = 0.85
+                       ) -> torch.Tensor:
+    """:func:`photometric_error` of each of ``preds`` against ``target``, as channels ``(B, n, H, W)``
+    in the order given; computed in one batched call (the same numbers as one call per image)."""
+    n = len(preds)
+    if n == 1:
+        return photometric_error(preds[0], target, ssim_weight)
+    B, _, H, W = target.shape
+    pe = photometric_error(torch.cat(list(preds), 0), target.repeat(n, 1, 1, 1), ssim_weight)
+    return pe.view(n, B, H, W).transpose(0, 1)
+
+
+def identity_errors(identity: Mapping[int, torch.Tensor], target: torch.Tensor, frames: Sequence[int],
+                    min_reprojection: bool = True, ssim_weight: float = 0.85) -> torch.Tensor:
+    """The automask's photometric errors of the unwarped sources (``(B, n, H, W)``, or their mean
+    with ``min_reprojection=False``). They depend on the images only: compute them once per batch
+    and pass them to :func:`reprojection_loss` of every scale."""
+    if any(f not in identity for f in frames):
+        raise ValueError(f"reprojection_loss: automask needs identity images for frames {list(frames)}, "
+                         f"have {sorted(identity)}")
+    idt = photometric_errors([identity[f] for f in frames], target, ssim_weight)
+    return idt if min_reprojection else idt.mean(1, keepdim=True)
+
+
 def reprojection_loss(
     warped: Mapping[int, torch.Tensor],
-    identity: Mapping[int, torch.Tensor] | None,
+    identity: Mapping[int, torch.Tensor] | torch.Tensor | None,
     target: torch.Tensor,
     automask: bool = True,
     min_reprojection: bool = True,
@@ -81,7 +107,8 @@ def reprojection_loss(
     """Monodepth2's photometric loss for one scale.
 
     ``warped[f]`` is source frame f warped into the target view, ``identity[f]`` the unwarped
-    source frame f (used only when ``automask``). Per pixel:
+    source frame f (used only when ``automask``), or the tensor :func:`identity_errors` made of
+    them. Per pixel:
 
     * ``min_reprojection``: minimum over sources of the photometric error, else their mean;
     * ``automask``: the identity errors (min or mean alike) get ``1e-5 * randn`` tie-break noise
@@ -95,16 +122,19 @@ def reprojection_loss(
     if not warped:
         raise ValueError("reprojection_loss: no warped source frames")
     frames = list(warped)
-    rep = torch.cat([photometric_error(warped[f], target, ssim_weight) for f in frames], dim=1)
+    rep = photometric_errors([warped[f] for f in frames], target, ssim_weight)
     if not min_reprojection:
         rep = rep.mean(1, keepdim=True)
     if automask:
-        if identity is None or any(f not in identity for f in frames):
-            have = sorted(identity) if identity is not None else []
-            raise ValueError(f"reprojection_loss: automask needs identity images for frames {frames}, have {have}")
-        idt = torch.cat([photometric_error(identity[f], target, ssim_weight) for f in frames], dim=1)
-        if not min_reprojection:
-            idt = idt.mean(1, keepdim=True)
+        if identity is None:
+            raise ValueError(f"reprojection_loss: automask needs identity images for frames {frames}, have []")
+        if isinstance(identity, torch.Tensor):
+            idt = identity
+            if idt.shape != rep.shape:
+                raise ValueError(f"reprojection_loss: identity errors of shape {tuple(idt.shape)}, "
+                                 f"expected {tuple(rep.shape)}")
+        else:
+            idt = identity_errors(identity, target, frames, min_reprojection, ssim_weight)
         gen_dev = generator.device if generator is not None else idt.device
         noise = torch.randn(idt.shape, generator=generator, dtype=idt.dtype, device=gen_dev).to(idt.device)
         idt = idt + 1e-5 * noise

@@ -198,8 +198,8 @@ class SelfSupModel(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: Mapping) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from sa4depth.geometry import disp_to_depth, warp
-        from sa4depth.losses import (depth_noise, pose_consistency_loss, reprojection_loss, smoothness_loss,
-                                     velocity_loss)
+        from sa4depth.losses import (depth_noise, identity_errors, pose_consistency_loss, reprojection_loss,
+                                     smoothness_loss, velocity_loss)
 
         cfg = self.cfg
         lc = cfg.loss
@@ -268,8 +268,10 @@ class SelfSupModel(nn.Module):
             extra = extra + lc.velocity * l_v
 
         # ---- photometric + smoothness (Monodepth2 compute_losses)
-        identity = {f: inputs[("color", f, 0)] for f in self.sources}
         automask = bool(lc.automask) and (not self.training or self.step >= int(lc.automask_after))
+        # the unwarped sources' errors are the same at every scale (full-resolution images): once
+        identity = (identity_errors({f: inputs[("color", f, 0)] for f in self.sources}, target, self.sources,
+                                    lc.min_reprojection, lc.ssim_weight) if automask else None)
         photo_total = torch.zeros((), device=target.device)
         smooth_total = torch.zeros((), device=target.device)
         for s in self.scales:
