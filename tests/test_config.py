@@ -108,11 +108,106 @@ def test_override_parsing():
         parse_override("train.lr")
 
 
-def test_every_shipped_preset_validates():
-    for data in ("synthetic", "real"):
-        for scale in ("tiny", "smoke", "small", "full"):
-            cfg = load_config(data=data, scale=scale, params=PARAMS)
-            assert cfg.data.width % 32 == 0
+def _settings(cfg) -> dict:
+    """A resolved config as flat ``dotted.key -> value`` (free-form mappings such as data.roots
+    flattened per entry), without the ``meta`` provenance block."""
+    out: dict = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk({k: v for k, v in cfg.to_dict().items() if k != "meta"}, "")
+    return out
+
+
+def _changed(cfg, ref) -> dict:
+    a, b = _settings(cfg), _settings(ref)
+    assert a.keys() == b.keys()  # presets and rows add no keys (unknown ones are rejected)
+    return {k: a[k] for k in a if a[k] != b[k]}
+
+
+_SYNTH = ["synth.width", "synth.height", "synth.sequences", "synth.frames", "synth.odom_frames", "synth.test_frames"]
+_SMALL_NET = ["refine.num_points", "refine.iterations", "refine.feature_dim", "refine.vgg_blocks", "refine.vgg_width",
+              "refine.decoder_channels"]
+# What each shipped preset is meant to change relative to base.yaml (the paper's setting) and nothing
+# else: synthetic is base's embedded default; real only relocates the data; full keeps the paper's
+# image size, batch, epochs and lr schedule (only workers, checkpoint/monitor cadence and the
+# rendered benchmark's size differ).
+PRESET_CHANGES = {
+    ("data", "synthetic"): set(),
+    ("data", "real"): {"data.img_ext", "data.splits_dir",
+                       *(f"data.roots.{d}" for d in ("kitti", "kitti_odom", "cityscapes", "nyu", "vkitti2"))},
+    ("scale", "tiny"): {"data.height", "data.width", "data.num_workers", "data.odom_train_sequences", "eval.batch_size",
+                        "refine.num_points", "refine.iterations", "refine.feature_dim",
+                        "train.batch_size", "train.epochs", "train.max_steps", "train.checkpoint_every",
+                        "train.log_every", "train.monitor_every", "train.monitor_samples", *_SYNTH},
+    ("scale", "smoke"): {"data.height", "data.width", "data.num_workers", "data.odom_train_sequences",
+                         "loss.automask_after", *_SMALL_NET,
+                         "train.batch_size", "train.epochs", "train.max_steps", "train.checkpoint_every",
+                         "train.log_every", "train.lr_step_epochs",
+                         "synth.width", "synth.height", "synth.odom_frames"},
+    ("scale", "study"): {"data.height", "data.width", "data.num_workers", "data.odom_train_sequences",
+                         "loss.automask_after", *_SMALL_NET,
+                         "train.batch_size", "train.epochs", "train.max_steps", "train.checkpoint_every",
+                         "train.log_every", "train.lr_step_epochs", "train.monitor_every", "train.monitor_samples",
+                         "synth.width", "synth.height", "synth.odom_frames"},
+    ("scale", "small"): {"data.height", "data.width", "data.num_workers", "refine.num_points", "refine.iterations",
+                         "train.batch_size", "train.epochs", "train.lr_step_epochs", "train.checkpoint_every",
+                         "train.monitor_every", "train.monitor_samples", *_SYNTH},
+    ("scale", "full"): {"data.num_workers", "train.checkpoint_every", "train.monitor_every", "train.monitor_samples",
+                        *_SYNTH},
+}
+
+
+def _presets(kind: str) -> list[str]:
+    return sorted(f.stem for f in (PARAMS / kind).glob("*.yaml"))
+
+
+def test_every_shipped_preset_changes_only_what_it_means_to():
+    """Each data/scale preset differs from base in exactly its expected keys (a stray or silently
+    ineffective setting fails), data and scale presets touch disjoint keys, so that any data x scale
+    pair is the union of the two changes; and every shipped preset is listed here."""
+    assert {("data", n) for n in _presets("data")} | {("scale", n) for n in _presets("scale")} == set(PRESET_CHANGES)
+    base = load_config(data=None, scale=None, params=PARAMS)
+    changes = {}
+    for kind, name in PRESET_CHANGES:
+        cfg = load_config(**{"data": None, "scale": None, kind: name}, params=PARAMS)
+        changes[kind, name] = _changed(cfg, base)
+        assert set(changes[kind, name]) == PRESET_CHANGES[kind, name], (kind, name)
+    assert changes["scale", "full"].keys().isdisjoint({"data.width", "data.height", "train.batch_size", "train.lr",
+                                                        "train.epochs", "train.lr_step_epochs", "train.lr_gamma"})
+    for data in _presets("data"):
+        for scale in _presets("scale"):
+            assert PRESET_CHANGES["data", data].isdisjoint(PRESET_CHANGES["scale", scale]), (data, scale)
+            both = _changed(load_config(data=data, scale=scale, params=PARAMS), base)
+            assert both == {**changes["data", data], **changes["scale", scale]}, (data, scale)
+
+
+def test_every_experiment_row_resolves_at_every_data_and_scale_as_its_own_delta():
+    """Every row of params/experiments.yaml resolves under every data x scale preset pair (the
+    workflow test checks the tables at scale tiny only), and the result is the preset pair's config
+    with exactly the row's (inherited) delta applied: rows change only their own keys, and no row
+    is undone by a preset."""
+    exp = PARAMS / "experiments.yaml"
+    rows = list(yaml.safe_load(exp.read_text())["rows"])
+    assert len(rows) > 20
+    deltas = {r: load_row(exp, r)[0] for r in rows}
+    for data in _presets("data"):
+        for scale in _presets("scale"):
+            preset = _settings(load_config(data=data, scale=scale, params=PARAMS))
+            for r in rows:
+                cfg = load_config(data=data, scale=scale, row=f"experiments:{r}", params=PARAMS)
+                assert cfg.meta.row == r
+                got = _settings(cfg)
+                delta = deltas[r]
+                assert set(delta) <= set(got), (r, set(delta) - set(got))
+                assert {k: got[k] for k in delta} == delta, (data, scale, r)
+                assert {k: v for k, v in got.items() if k not in delta} == \
+                    {k: v for k, v in preset.items() if k not in delta}, (data, scale, r)
 
 
 def test_resolved_config_roundtrip(tmp_path):

@@ -153,16 +153,55 @@ def test_flip_consistency(fab):
     assert found
 
 
-def test_augmentation_independent_of_workers(fab):
+def _train_samples(cfg, num_workers: int, epochs: int) -> list[dict]:
+    """The train loader's batches over ``epochs`` epochs (``set_epoch`` before each), one dict per sample."""
+    loader = build_loader(cfg, "train", shuffle=False, num_workers=num_workers)
+    samples = []
+    for e in range(epochs):
+        loader.dataset.set_epoch(e)
+        batches = list(loader)
+        assert len(batches) == 3  # 6 samples, batch 2, drop_last
+        for b in batches:
+            for j in range(len(b["index"])):
+                samples.append({k: (v[j] if isinstance(v, (torch.Tensor, list)) else v) for k, v in b.items()})
+    return samples
+
+
+def _jitter_size(s, frame_ids) -> float:
+    """The smallest (over frames) mean |color_aug - color| of a sample, at full resolution."""
+    return min((s[("color_aug", f, 0)] - s[("color", f, 0)]).abs().mean().item() for f in frame_ids)
+
+
+def test_augmentation_fires_and_is_independent_of_workers(fab):
     root, _ = fab
     cfg = cfg_for(root)
-    keys = []
-    for nw in (0, 2):
-        loader = build_loader(cfg, "train", shuffle=False, num_workers=nw)
-        keys.append([(b["flipped"].tolist(), b["color_augmented"].tolist(), b[("color_aug", 0, 0)].sum().item())
-                     for b in loader])
-    assert keys[0] == keys[1]
-    assert len(keys[0]) == 3  # 6 samples, batch 2, drop_last
+    epochs = 3
+    runs = {nw: _train_samples(cfg, nw, epochs) for nw in (0, 2)}
+    # the same draws and the same pixels with and without worker processes
+    assert len(runs[0]) == len(runs[2]) == 6 * epochs
+    for a, b in zip(runs[0], runs[2]):
+        assert (a["index"], a["flipped"], a["color_augmented"]) == (b["index"], b["flipped"], b["color_augmented"])
+        for f in cfg.data.frame_ids:
+            for k in ("color", "color_aug"):
+                assert torch.equal(a[(k, f, 0)], b[(k, f, 0)]), (a["index"], k, f)
+    # augmentation actually changes the images, on about half of the samples (probability 0.5):
+    # visibly on every flagged sample and frame, not at all on the others
+    samples = runs[0]
+    flagged = [bool(s["color_augmented"]) for s in samples]
+    assert 0.2 <= sum(flagged) / len(samples) <= 0.85, flagged
+    for s, aug in zip(samples, flagged):
+        if aug:
+            assert _jitter_size(s, cfg.data.frame_ids) > 5e-3, s["index"]
+        else:
+            for f in cfg.data.frame_ids:
+                assert torch.equal(s[("color_aug", f, 0)], s[("color", f, 0)])
+    # the draws differ between epochs (set_epoch reaches the workers): not the same 6 flags each epoch
+    per_epoch = [tuple(flagged[6 * e: 6 * e + 6]) for e in range(epochs)]
+    assert len(set(per_epoch)) > 1, per_epoch
+    # with augmentation switched off nothing changes and nothing is flagged
+    off = _train_samples(cfg_for(root, **{"data.color_aug": False}), 0, epochs)
+    assert not any(bool(s["color_augmented"]) for s in off)
+    assert all(torch.equal(s[("color_aug", f, 0)], s[("color", f, 0)]) for s in off for f in cfg.data.frame_ids)
 
 
 # ----------------------------------------------------------------------------- GT motion

@@ -166,15 +166,47 @@ def test_warp_plane_translation_is_analytic_shift():
     assert grid.shape == (B, H, W, 2)
 
 
-def test_warp_gradient_reaches_depth():
-    B, H, W = 1, 12, 20
-    K, inv_K = _intrinsics(B, H, W, torch.float32)
-    src = torch.rand(B, 3, H, W)
-    depth = torch.full((B, 1, H, W), 4.0, requires_grad=True)
-    T = torch.eye(4).expand(B, 4, 4).clone()
-    T[:, 0, 3] = 0.3
-    G.warp(src, depth, T, K, inv_K).sum().backward()
-    assert depth.grad is not None and depth.grad.abs().sum() > 0
+def _pixels(grid: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """grid_sample's [-1, 1] grid (align_corners=True) back to pixel coordinates u, v."""
+    return (grid[..., 0] + 1) / 2 * (W - 1), (grid[..., 1] + 1) / 2 * (H - 1)
+
+
+def _smooth_warp_problem():
+    """A float64 warp whose sampled coordinates all stay inside the image and at least 0.02 px away
+    from integer positions, where bilinear sampling (and the border clamp) has its kinks; the warp is
+    then differentiable in depth and pose, and central differences are meaningful.
+    Returns ``(f, inputs)`` with ``f(depth, axisangle, translation) -> warped image``."""
+    B, H, W = 1, 5, 7
+    dt = torch.float64
+    K = torch.tensor([[6.0, 0, 3.2, 0], [0, 5.0, 2.1, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=dt).expand(B, 4, 4)
+    inv_K = torch.linalg.inv(K)
+    v, u = torch.meshgrid(torch.arange(H, dtype=dt), torch.arange(W, dtype=dt), indexing="ij")
+    img = torch.stack([0.5 + 0.3 * torch.sin(0.7 * u + 0.4 * v), 0.5 + 0.3 * torch.cos(0.5 * u - 0.6 * v + 0.3),
+                       0.4 + 0.01 * (u - 3) ** 2 + 0.02 * v])[None]
+    depth = (3.0 + 0.4 * torch.sin(0.7 * u + 0.5 * v))[None, None]
+    aa = torch.tensor([[[0.01, -0.015, 0.02]]], dtype=dt)
+    t = torch.tensor([[[0.08, -0.03, 0.6]]], dtype=dt)  # forward motion: samples contract to the epipole
+
+    def f(depth_, aa_, t_):
+        return G.warp(img, depth_, G.transformation_from_parameters(aa_, t_), K, inv_K)
+
+    _, grid = G.warp(img, depth, G.transformation_from_parameters(aa, t), K, inv_K, return_grid=True)
+    for c, size in zip(_pixels(grid, H, W), (W, H)):
+        assert 0.05 < c.min() and c.max() < size - 1.05, "samples must stay off the border clamp"
+        assert (c - c.round()).abs().min() > 0.02, "samples must stay off the pixel boundaries"
+    return f, tuple(x.clone().requires_grad_(True) for x in (depth, aa, t))
+
+
+def test_warp_gradient_matches_finite_differences_in_depth_and_pose():
+    """Autograd's Jacobian of the warped image w.r.t. depth, axis-angle and translation equals the
+    float64 central-difference Jacobian (every entry; a 10% error in any of them fails)."""
+    f, inputs = _smooth_warp_problem()
+    depth, aa, t = inputs
+    J = torch.autograd.functional.jacobian(f, inputs)
+    # not trivially zero: every depth entry and every component of t moves the warped image
+    assert (J[0].reshape(-1, depth.numel()).abs().amax(0) > 1e-3).all()
+    assert (J[2].reshape(-1, 3).abs().amax(0) > 1e-1).all()
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
 def test_disp_to_depth_closed_form():

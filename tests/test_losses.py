@@ -159,20 +159,82 @@ def test_depth_noise_statistics_and_gradient():
         depth_noise(d, -0.1)
 
 
-def test_photometric_loss_gradient_reaches_depth_through_warp():
-    B, H, W = 1, 16, 24
-    K = torch.tensor([[20.0, 0, 11.5, 0], [0, 20.0, 7.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]]).expand(B, 4, 4)
+def _smooth_loss_problem():
+    """Monodepth2's photometric loss of one scale (two warped sources, min reprojection, automask with
+    a fixed tie-break noise) as a float64 function of the target depth and the two translations.
+
+    Images are smooth analytic textures; the sources are the target texture as seen after roughly
+    the given motions, plus a brightness offset. The inputs keep the loss away from its kinks, so
+    central differences are meaningful: sampled coordinates stay inside the image and >= 0.02 px
+    off integer positions, |warped - target| > 1e-3 (the L1 term), and the per-pixel minimum over
+    {identity, warped} candidates leads the runner-up by > 1e-4 (>> the 1e-5 tie-break noise).
+    Returns ``(f, inputs)`` with ``f(depth, t_m1, t_p1) -> loss``."""
+    B, H, W = 1, 6, 8
+    dt = torch.float64
+    fx, fy, cx, cy = 7.0, 6.0, 3.6, 2.4
+    K = torch.tensor([[fx, 0, cx, 0], [0, fy, cy, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=dt).expand(B, 4, 4)
     inv_K = torch.linalg.inv(K)
-    g = torch.Generator().manual_seed(3)
-    src = torch.nn.functional.avg_pool2d(torch.rand(B, 3, H + 2, W + 2, generator=g), 3, 1)  # smooth texture
-    T = torch.eye(4).expand(B, 4, 4).clone()
-    T[:, 0, 3] = 0.2
-    depth = torch.full((B, 1, H, W), 3.0, requires_grad=True)
-    target = src.roll(1, -1)
-    warped = G.warp(src, depth, T, K, inv_K)
-    loss, _ = reprojection_loss({1: warped}, {1: src}, target)
-    loss.backward()
-    assert depth.grad is not None and torch.isfinite(depth.grad).all() and depth.grad.abs().sum() > 0
+    v, u = torch.meshgrid(torch.arange(H, dtype=dt), torch.arange(W, dtype=dt), indexing="ij")
+
+    def tex(uu, vv):
+        return torch.stack([0.5 + 0.3 * torch.sin(0.8 * uu + 0.5 * vv),
+                            0.5 + 0.25 * torch.cos(0.6 * uu - 0.7 * vv + 0.4),
+                            0.45 + 0.2 * torch.sin(0.075 * uu * vv + 0.9 * vv)])[None]
+
+    target = tex(u, v)
+    Z = 3.0
+    # forward motions (samples contract towards the epipole, so they stay inside the image) whose
+    # epipoles fall on half-pixels, (5.5, 3.5) and (1.5, 1.5): a pixel in the epipole's row or column
+    # would sample its own, integer, row or column
+    t = {-1: torch.tensor([[[0.076, 0.05136, 0.28]]], dtype=dt), 1: torch.tensor([[[-0.108, -0.054, 0.36]]], dtype=dt)}
+    src = {}
+    for f_, tf in t.items():
+        tx, ty, tz = tf[0, 0]
+        src[f_] = tex(cx + ((u - cx) * (Z + tz) - fx * tx) / Z, cy + ((v - cy) * (Z + tz) - fy * ty) / Z) + 0.05
+    depth = (Z + 0.5 * torch.sin(0.9 * u + 1.1 * v + 2.0))[None, None]
+    zero = torch.zeros(B, 1, 3, dtype=dt)
+
+    def warped_of(depth_, t_m1, t_p1, return_grid=False):
+        return {f_: G.warp(src[f_], depth_, G.transformation_from_parameters(zero, tf), K, inv_K,
+                           return_grid=return_grid)
+                for f_, tf in ((-1, t_m1), (1, t_p1))}
+
+    def f(depth_, t_m1, t_p1):
+        loss, _ = reprojection_loss(warped_of(depth_, t_m1, t_p1), src, target, automask=True,
+                                    generator=torch.Generator().manual_seed(0))
+        return loss
+
+    # the preconditions
+    out = warped_of(depth, t[-1], t[1], return_grid=True)
+    for w, grid in out.values():
+        for c, size in (((grid[..., 0] + 1) / 2 * (W - 1), W), ((grid[..., 1] + 1) / 2 * (H - 1), H)):
+            assert 0.05 < c.min() and c.max() < size - 1.05, "samples must stay off the border clamp"
+            assert (c - c.round()).abs().min() > 0.02, "samples must stay off the pixel boundaries"
+        assert (w - target).abs().min() > 1e-3
+        s = ssim(w, target)
+        assert 0 < s.min() and s.max() < 1  # inside SSIM's clamp
+    cands = torch.cat([photometric_error(src[f_], target) for f_ in (-1, 1)]
+                      + [photometric_error(w, target) for w, _ in out.values()], 1)
+    ranked = cands.sort(1)[0]
+    assert (ranked[:, 1] - ranked[:, 0]).min() > 1e-4
+    wins = (cands.argmin(1) >= 2).double().mean()
+    assert 0.5 < wins < 1  # both the warped sources and (on some pixels) the automask take part
+    _, info = reprojection_loss({f_: w for f_, (w, _) in out.items()}, src, target,
+                                generator=torch.Generator().manual_seed(0))
+    assert info["automask"].mean() == wins
+    return f, tuple(x.clone().requires_grad_(True) for x in (depth, t[-1], t[1]))
+
+
+def test_photometric_loss_gradient_through_warp_matches_finite_differences():
+    """d(loss)/d(depth) and d(loss)/d(translation) through warp + SSIM/L1 + min reprojection + automask
+    equal float64 central differences entry by entry (a 10% error in any entry fails)."""
+    f, inputs = _smooth_loss_problem()
+    depth, t_m1, t_p1 = inputs
+    g_depth, g_m1, g_p1 = torch.autograd.grad(f(*inputs), inputs)
+    # not trivially zero (through the 3x3 SSIM window even automasked pixels' depths move the loss)
+    assert (g_depth.abs() > 1e-7).all() and g_depth.abs().max() > 1e-5
+    assert (g_m1.abs() > 1e-4).all() and (g_p1.abs() > 1e-4).all()
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-9, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- batched = per-image
