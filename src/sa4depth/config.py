@@ -36,7 +36,11 @@ __all__ = [
     "save_config",
     "parse_override",
     "add_config_args",
+    "add_override_args",
+    "add_set_alias",
+    "overrides_of",
     "config_from_args",
+    "apply_overrides",
 ]
 
 
@@ -619,17 +623,103 @@ def load_resolved(path: str | os.PathLike) -> Config:
 
 
 # ----------------------------------------------------------------------------- CLI glue
-def add_config_args(parser) -> None:
+ROW_HELP = ("experiment row: TABLE:ROW (a row of params/tables/TABLE.yaml, e.g. table_vi:r06_sa4depth) or "
+            "experiments:NAME (a shared experiment of params/experiments.yaml, e.g. experiments:md2_18)")
+
+
+def add_config_args(parser, run_note: str = "") -> None:
+    """``--data``, ``--scale``, ``--row``, ``--config FILE`` and positional ``key=value`` overrides
+    (read back by :func:`config_from_args`). ``run_note`` is appended to the preset options' help."""
     g = parser.add_argument_group("configuration")
-    g.add_argument("--data", default="synthetic", help="data preset in params/data/ (default: synthetic)")
-    g.add_argument("--scale", default="smoke", help="scale preset in params/scale/ (tiny|smoke|study|small|full)")
-    g.add_argument("--row", default=None, help="experiment row TABLE:ROW, e.g. table_vi:r06_sa4depth")
-    g.add_argument("--config", action="append", default=[], metavar="FILE", help="extra YAML merged after the row")
-    g.add_argument("overrides", nargs="*", metavar="key=value", help="final overrides, e.g. train.lr=1e-3")
+    g.add_argument("--data", default="synthetic", help=f"data preset in params/data/ (default: synthetic){run_note}")
+    g.add_argument("--scale", default="smoke",
+                   help=f"scale preset in params/scale/ (tiny|smoke|study|small|full; default: smoke){run_note}")
+    g.add_argument("--row", default=None, help=ROW_HELP + run_note)
+    add_override_args(parser, group=g)
+
+
+def add_override_args(parser, group=None, after: str = "the row") -> None:
+    """``--config FILE`` (repeatable) and positional ``key=value`` overrides, validated like every
+    other layer (:func:`load_config`, :func:`apply_overrides`)."""
+    g = group if group is not None else parser.add_argument_group("configuration")
+    g.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help=f"extra YAML merged after {after}; repeatable (a run's config.yaml works too)")
+    g.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="final overrides, e.g. train.lr=1e-3 (keys as in params/base.yaml)")
+
+
+def add_set_alias(parser) -> None:
+    """The old ``--set KEY=VALUE`` (repeatable), hidden from ``--help``: it still works, prints a
+    one-line deprecation note, and lands before the positional overrides (:func:`overrides_of`).
+    Its own ``dest`` because argparse assigns a ``nargs='*'`` positional once, possibly after
+    ``--set`` was seen, which would drop what ``--set`` collected."""
+    import argparse
+    import sys
+
+    class _SetAlias(argparse._AppendAction):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if not getattr(namespace, "_set_noted", False):
+                print(f"{parser.prog}: note: --set KEY=VALUE is deprecated; give KEY=VALUE as a positional "
+                      f"argument", file=sys.stderr)
+                namespace._set_noted = True
+            super().__call__(parser, namespace, values, option_string)
+
+    parser.add_argument("--set", dest="set_overrides", action=_SetAlias, default=[], metavar="KEY=VALUE",
+                        help=argparse.SUPPRESS)
+
+
+def overrides_of(args) -> list[str]:
+    """The ``key=value`` overrides of parsed arguments: the deprecated ``--set`` ones, then the positional ones."""
+    return [*getattr(args, "set_overrides", []), *getattr(args, "overrides", [])]
 
 
 def config_from_args(args) -> Config:
-    return load_config(data=args.data, scale=args.scale, row=args.row, files=args.config, overrides=args.overrides)
+    return load_config(data=args.data, scale=args.scale, row=args.row, files=args.config,
+                       overrides=overrides_of(args))
+
+
+def apply_overrides(cfg: Mapping, files: Iterable[str | os.PathLike] = (),
+                    overrides: Iterable[str] | Mapping[str, Any] = (),
+                    params: str | os.PathLike | None = None) -> Config:
+    """A resolved config (e.g. a run's config.yaml) with ``--config`` files and ``key=value`` overrides
+    applied on top. Every new key and value is checked against the schema as in :func:`load_config`
+    (an unknown key is named with the closest valid one; free-form mappings such as ``data.roots``
+    merge per entry; cross-key rules hold); the stored values themselves are not re-validated.
+    ``meta`` is kept, its ``layers`` extended. Without files and overrides: ``cfg`` unchanged."""
+    files = list(files)
+    ov = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+    ov_flat = dict(ov)
+    stored = _unwrap(cfg)
+    if not files and not ov_flat:
+        return Config(stored)
+    schema = _schema(Path(params) if params else params_dir())
+    meta = stored.pop("meta", None)
+    flat = _flatten(stored)
+    origin: dict[str, str] = {}
+
+    def apply(items: Mapping[str, Any], source: str) -> None:
+        for k, v in items.items():
+            k, v = schema.fold(k, v)
+            v = schema.check(k, copy.deepcopy(v), source)
+            if isinstance(v, dict) and isinstance(flat.get(k), dict):
+                v = {**flat[k], **v}
+            flat[k] = v
+            origin[k] = source
+
+    layers: list[str] = []
+    for f in files:
+        apply({k: v for k, v in _flatten(load_yaml(f)).items() if not k.startswith("meta.")}, str(f))
+        layers.append(str(f))
+    if ov_flat:
+        apply(ov_flat, "command line")
+        layers.append("command line: " + " ".join(f"{k}={v}" for k, v in ov_flat.items()))
+    _check_cross(flat, origin)
+    nested: dict[str, Any] = {}
+    for k, v in flat.items():
+        _set_dotted(nested, k, v)
+    if isinstance(meta, dict):
+        nested["meta"] = {**meta, "layers": [*(meta.get("layers") or []), *layers]}
+    return Config(nested)
 
 
 def dump_yaml(obj: Any) -> str:

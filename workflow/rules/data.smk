@@ -19,7 +19,7 @@ rule synth:
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth synth --profile {wildcards.profile} --scale {wildcards.scale} --out {params.out} > {log} 2>&1"
+        "sa4depth synth --profile {wildcards.profile} --scale {wildcards.scale} --out-dir {params.out} > {log} 2>&1"
 
 
 rule synth_paths:

@@ -10,6 +10,10 @@ EVAL_RESOURCES = dict(
     slurm_partition=res("evaluate", "slurm_partition"),
 )
 
+# torch CPU threads of an evaluation job (`--threads {threads}`); 0 in the config = its cpus_per_task
+# (see train.smk)
+EVAL_THREADS = config["threads"]["evaluate"] or res("evaluate", "cpus_per_task")
+
 
 rule evaluate_depth:
     input:
@@ -22,13 +26,14 @@ rule evaluate_depth:
     params:
         config_hash=exp_hash,
         run=lambda wc, input: run_of(input.done),
-    threads: max(1, config["threads"]["evaluate"])
+    threads: EVAL_THREADS
     resources:
         **EVAL_RESOURCES,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --out {output.json} > {log} 2>&1"
+        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --threads {threads} "
+        "--out {output.json} > {log} 2>&1"
 
 
 rule evaluate_depth_scale_aware:
@@ -42,13 +47,13 @@ rule evaluate_depth_scale_aware:
     params:
         config_hash=exp_hash,
         run=lambda wc, input: run_of(input.done),
-    threads: max(1, config["threads"]["evaluate"])
+    threads: EVAL_THREADS
     resources:
         **EVAL_RESOURCES,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --scale-aware "
+        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --scale-aware --threads {threads} "
         "--out {output.json} > {log} 2>&1"
 
 
@@ -63,13 +68,13 @@ rule evaluate_scale:
     params:
         config_hash=exp_hash,
         run=lambda wc, input: run_of(input.done),
-    threads: max(1, config["threads"]["evaluate"])
+    threads: EVAL_THREADS
     resources:
         **EVAL_RESOURCES,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth evaluate scale --run {params.run} --out {output.json} > {log} 2>&1"
+        "sa4depth evaluate scale --run {params.run} --threads {threads} --out {output.json} > {log} 2>&1"
 
 
 rule evaluate_odometry:
@@ -84,13 +89,13 @@ rule evaluate_odometry:
     params:
         config_hash=exp_hash,
         run=lambda wc, input: run_of(input.done),
-    threads: max(1, config["threads"]["evaluate"])
+    threads: EVAL_THREADS
     resources:
         **EVAL_RESOURCES,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth evaluate odometry --run {params.run} --sequence 09 --sequence 10 "
+        "sa4depth evaluate odometry --run {params.run} --sequence 09 --sequence 10 --threads {threads} "
         "--out {output.json} > {log} 2>&1"
 
 
@@ -105,13 +110,13 @@ rule evaluate_video:
     params:
         config_hash=exp_hash,
         run=lambda wc, input: run_of(input.done),
-    threads: max(1, config["threads"]["evaluate"])
+    threads: EVAL_THREADS
     resources:
         **EVAL_RESOURCES,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth evaluate video --run {params.run} --out {output.json} > {log} 2>&1"
+        "sa4depth evaluate video --run {params.run} --threads {threads} --out {output.json} > {log} 2>&1"
 
 
 rule bench_infer:
@@ -127,14 +132,15 @@ rule bench_infer:
         config_hash=exp_hash,
         run=lambda wc, input: run_of(input.done),
         size=bench_size_args,
+        # not used by the command (it takes {threads}); kept so the recorded params stay the same
         torch_threads=config["threads"]["evaluate"],
-    threads: max(1, config["threads"]["evaluate"])
+    threads: EVAL_THREADS
     resources:
         **EVAL_RESOURCES,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth bench infer --run {params.run} {params.size} --threads {params.torch_threads} "
+        "sa4depth bench infer --run {params.run} {params.size} --threads {threads} "
         "--out {output.json} > {log} 2>&1"
 
 

@@ -4,6 +4,10 @@
 # reruns that row only (and, through done.json, its evaluations); the data inputs are ancient() so
 # a `dvc pull` (fresh mtimes, no .snakemake metadata) retrains nothing.
 # The run directory also holds config.yaml (resolved config), checkpoints/, log.csv and tb/.
+# Threads: `threads:` of a train / evaluate job is handed on as `--threads {threads}` (torch CPU
+# threads): threads.<kind> of the workflow config when > 0 (the local default, 1: `--cores N` runs N
+# jobs side by side); 0 = the job's allocation, resources.<kind>.cpus_per_task (what a Slurm job
+# books; the local scheduler caps it at --cores).
 
 
 rule train:
@@ -19,8 +23,10 @@ rule train:
         run_dir=lambda wc, output: run_of(output.done),
         config_file=config_files_arg,
         extra=extra_overrides,
+        # not used by the command (it takes {threads}); kept so the params recorded for the `params`
+        # rerun trigger stay those of existing runs
         torch_threads=config["threads"]["train"],
-    threads: max(1, config["threads"]["train"])
+    threads: config["threads"]["train"] or res("train", "cpus_per_task")
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
@@ -37,6 +43,6 @@ rule train:
         "then resume=never; fi; "
         "mkdir -p {params.run_dir} && echo {params.config_hash} > {params.run_dir}/config.hash; "
         "sa4depth train --data {wildcards.data} --scale {wildcards.scale} --row experiments:{wildcards.exp} "
-        "{params.config_file} --out {params.run_dir} --resume $resume --no-progress "
-        "--threads {params.torch_threads} "
+        "{params.config_file} --out-dir {params.run_dir} --resume $resume --no-progress "
+        "--threads {threads} "
         "seed={wildcards.seed} {params.extra} > {log} 2>&1"

@@ -1,7 +1,7 @@
 """Data-loader throughput: samples/s of the training loader for several worker counts, with and
 without the pre-resized image cache (``data.cache_dir``).
 
-    sa4depth bench data --workers 0 1 2 --batches 20 [--json OUT] [config args]
+    sa4depth bench data --workers 0 1 2 --batches 20 [--out JSON] [config args]
 
 The first pass with the cache fills it (reported as ``cache-fill``), the second reads it
 (``cache-warm``). Timings include collation; the first batch (worker start-up) is excluded.
@@ -15,15 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from sa4depth.commands import add_option
 from sa4depth.config import add_config_args, config_from_args
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="num_workers values to try")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2], metavar="N",
+                   help="num_workers values to try (default: 0 2); key=value overrides go before it or after --")
     p.add_argument("--batches", type=int, default=20, help="batches timed per setting (after one warm-up)")
-    p.add_argument("--split", default="train", choices=["train", "val", "test"])
+    p.add_argument("--split", default="train", choices=["train", "val", "test"],
+                   help="split whose loader is timed (default: train)")
     p.add_argument("--no-cache", action="store_true", help="skip the cached runs")
-    p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomic)")
+    add_option(p, "--out", deprecated=("--json",), default=None, metavar="JSON",
+               help="also write the results as JSON (atomic)")
     add_config_args(p)
 
 
@@ -73,8 +77,8 @@ def run(args) -> int:
                       flush=True)
     finally:
         shutil.rmtree(tmp_cache, ignore_errors=True)
-    if args.json:
-        out = Path(args.json)
+    if args.out:
+        out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps({"rows": rows, "dataset": cfg.data.dataset, "size": [cfg.data.height, cfg.data.width],

@@ -12,22 +12,22 @@ import argparse
 import platform
 import time
 
-from sa4depth.commands import thread_count
+from sa4depth.commands import add_device_arg, add_threads_arg
 
 __all__ = ["add_arguments", "run", "time_depth_net"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=18, choices=[18, 50], help="ResNet depth of the depth encoder")
-    p.add_argument("--height", type=int, default=192)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--threads", type=thread_count, default=0, help=">0: torch.set_num_threads on CPU")
+    p.add_argument("--height", type=int, default=192, help="input height in pixels (default 192, the paper's)")
+    p.add_argument("--width", type=int, default=640, help="input width in pixels (default 640, the paper's)")
+    p.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1); FPS = batch / latency")
+    add_device_arg(p)
+    p.add_argument("--warmup", type=int, default=10, help="untimed passes first (default 10)")
+    p.add_argument("--repeats", type=int, default=50, help="timed passes; the median latency is reported (default 50)")
+    add_threads_arg(p)
     p.add_argument("--run", default=None, help="run directory / model.pt: time its depth net (layers from its config)")
-    p.add_argument("--out", default=None, help="also write the result JSON here (atomic)")
+    p.add_argument("--out", default=None, metavar="JSON", help="also write the result JSON here (atomic)")
 
 
 def time_depth_net(net, height: int, width: int, batch: int, device: str, warmup: int, repeats: int) -> dict:
@@ -70,13 +70,10 @@ def run(args) -> int:
 
     from sa4depth.evaluate.provenance import git_info, write_json_atomic
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device available")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    from sa4depth.device import resolve_device, set_threads
+
+    device = str(resolve_device(args.device))
+    set_threads(args.threads)
     layers = args.layers
     if args.run:
         from sa4depth.commands.evaluate import _model_path

@@ -3,7 +3,7 @@
 For each requested scale preset and profile, renders ``--frames`` frames of one training
 episode at the preset's ``synth.width x synth.height`` (the profile's own image size) and
 reports frames per second (wall clock and process CPU time), plus the velodyne scan rate for
-the driving profile. ``--json OUT`` also writes the rows (atomically).
+the driving profile. ``--out JSON`` also writes the rows (atomically).
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import platform
 import time
 from pathlib import Path
 
+from sa4depth.commands import add_option
+
 PROFILES = ("driving", "dynamic", "indoor")
 
 
@@ -20,8 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--scale", nargs="+", default=["tiny", "smoke"], help="scale presets to measure (default: tiny smoke)")
     p.add_argument("--profile", nargs="+", default=list(PROFILES), choices=PROFILES, help="profiles (default: all)")
     p.add_argument("--frames", type=int, default=5, help="frames rendered per measurement (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, metavar="OUT", help="also write the results to this JSON file")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    add_option(p, "--out", deprecated=("--json",), default=None, metavar="JSON",
+               help="also write the results to this JSON file")
 
 
 def measure(profile: str, width: int, height: int, frames: int, seed: int = 0) -> dict:
@@ -64,8 +67,8 @@ def run(args) -> int:
             lid = f"  lidar {r['lidar_ms_per_scan']:.0f} ms/scan" if "lidar_ms_per_scan" in r else ""
             print(f"{scale:6s} {prof:8s} {r['width']:5d}x{r['height']:<4d} {r['fps_wall']:7.2f} fps  "
                   f"{r['ms_per_frame_wall']:8.1f} ms/frame wall  {r['ms_per_frame_cpu']:8.1f} ms/frame cpu{lid}", flush=True)
-    if args.json:
-        out = Path(args.json)
+    if args.out:
+        out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         meta = {"machine": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()}

@@ -1,7 +1,11 @@
 """Training speed and memory: Md2-18 / Md2-50 at each scale, and SA4Depth's step-time overhead.
 
     sa4depth bench train [--layers 18 50] [--scale tiny smoke small full] [--sa4depth]
-                         [--device auto|cpu|cuda] [--steps N] [--warmup N] [--threads N] [--set KEY=VALUE] [--json OUT]
+                         [--device auto|cpu|cuda] [--steps N] [--warmup N] [--threads N] [--config FILE]
+                         [--out JSON] [key=value ...]
+
+key=value overrides apply to every configuration; give them before --layers / --scale (which take
+lists) or after ``--``.
 
 Each configuration runs in a fresh child process (so peak memory is its own): the training
 model of that scale (``cfg.data.height x width``, ``cfg.train.batch_size``) takes ``--warmup``
@@ -19,22 +23,25 @@ import os
 import sys
 from pathlib import Path
 
-from sa4depth.commands import thread_count
+from sa4depth.commands import add_device_arg, add_option, add_threads_arg
+from sa4depth.config import add_override_args, add_set_alias, overrides_of
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--layers", type=int, nargs="+", default=[18, 50], choices=[18, 50])
+    p.add_argument("--layers", type=int, nargs="+", default=[18, 50], choices=[18, 50],
+                   help="ResNet depths of the depth encoder to time (default: 18 50)")
     p.add_argument("--scale", nargs="+", default=["tiny", "smoke"], help="scale presets (tiny smoke small full)")
     p.add_argument("--sa4depth", action="store_true", help="also time refine.enabled=true and report the overhead")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_device_arg(p)
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    add_threads_arg(p)
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    p.add_argument("--data", default="synthetic")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every configuration, e.g. refine.vgg_width=1.0 (repeatable)")
-    p.add_argument("--json", default=None, metavar="OUT", help="also write the results here")
+    p.add_argument("--data", default="synthetic", help="data preset in params/data/ (default: synthetic)")
+    add_option(p, "--out", deprecated=("--json",), default=None, metavar="JSON",
+               help="also write the results here (JSON, atomic)")
+    add_override_args(p, after="the scale preset")
+    add_set_alias(p)
 
 
 def random_batch(cfg, device):
@@ -74,12 +81,14 @@ def _measure(job: dict) -> dict:
     from sa4depth.config import load_config
     from sa4depth.train.trainer import build_train_model, make_optimizer, resolve_device
 
-    if job["threads"] > 0:
-        torch.set_num_threads(job["threads"])
+    from sa4depth.device import set_threads
+
+    set_threads(job["threads"])
     over = [f"model.depth_layers={job['layers']}", f"train.device={job['device']}"]
     if job["sa4depth"]:
         over += ["refine.enabled=true", "loss.pose_self_sup=1.0"]
-    cfg = load_config(data=job["data"], scale=job["scale"], overrides=over + list(job.get("overrides", [])))
+    cfg = load_config(data=job["data"], scale=job["scale"], files=job.get("config_files", []),
+                      overrides=over + list(job.get("overrides", [])))
     device = resolve_device(cfg.train.device)
     torch.manual_seed(0)
     model = build_train_model(cfg).to(device).train()
@@ -139,8 +148,13 @@ def run(args) -> int:
 
     from sa4depth.config import load_config
 
+    # `--scale tiny key=value`: --scale takes a list, so it swallowed the overrides (no preset has a "=")
+    overrides = overrides_of(args) + [s for s in args.scale if "=" in s]
+    args.scale = [s for s in args.scale if "=" not in s]
+    if not args.scale:
+        raise ValueError("--scale: no scale preset given")
     for s in args.scale:  # fail fast on a bad preset name or override
-        load_config(data=args.data, scale=s, overrides=args.overrides)
+        load_config(data=args.data, scale=s, files=args.config, overrides=overrides)
     if args.steps < 1:
         raise ValueError(f"--steps {args.steps}: must be >= 1")
     ctx = mp.get_context("spawn")
@@ -151,7 +165,7 @@ def run(args) -> int:
             for sa in variants:
                 job = dict(layers=layers, scale=scale, sa4depth=sa, device=args.device, steps=args.steps,
                            warmup=args.warmup, threads=args.threads, amp=args.amp, data=args.data,
-                           overrides=list(args.overrides))
+                           config_files=list(args.config), overrides=overrides)
                 q = ctx.Queue()
                 p = ctx.Process(target=_child, args=(job, q))
                 p.start()
@@ -166,8 +180,8 @@ def run(args) -> int:
             if base:
                 r["overhead_vs_baseline"] = r["step_s"] / base["step_s"]
                 print(f"SA4Depth overhead, Md2-{r['layers']} {r['scale']}: x{r['overhead_vs_baseline']:.2f} step time")
-    if args.json:
-        out = Path(args.json)
+    if args.out:
+        out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps({"benchmark": "train", "results": results}, indent=2) + "\n")

@@ -11,8 +11,9 @@ def add_arguments(p) -> None:
 
     add_common(p, table=False)
     p.add_argument("table", nargs="?", default="table_vi", help="table with a baseline_row (default table_vi)")
-    p.add_argument("--out", default=None, help="markdown report (default results/audit/<table>.md)")
-    p.add_argument("--json", default=None, help="JSON report (default results/audit/<table>.json)")
+    p.add_argument("--out", default=None, metavar="MD", help="markdown report (default results/audit/<table>.md)")
+    p.add_argument("--json", default=None, metavar="JSON",
+                   help="the same audit as JSON, written beside --out (default results/audit/<table>.json)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 if a row differs in more/less than its switch, or resolves to the same config as "
                         "the baseline row (the workflow's audit job runs with it)")

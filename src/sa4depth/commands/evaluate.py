@@ -4,6 +4,12 @@
   sa4depth evaluate scale    --run RUN_DIR --out JSON
   sa4depth evaluate odometry --run RUN_DIR --sequence 09 [--sequence 10] | --pred-poses F --gt-poses F
   sa4depth evaluate video    --run RUN_DIR | --pred FILE [--gt GT_NPZ|auto] --out JSON
+  ... [--config FILE] [key=value ...]
+
+Configuration: with --run, the run's stored config.yaml, then --config files and key=value
+overrides on top (checked like `sa4depth config` checks them: an unknown key is named with the
+closest valid one); without --run, the --data / --scale / --row presets as in `sa4depth train`.
+Scoring your own predictions needs no dataset: --pred FILE --gt gt_depths.npz.
 
 Every JSON holds the numbers, the resolved config, git commit + dirty flag, a sha256 over the GT /
 split files used, seed, device, protocol name and the command line. External predictions
@@ -21,12 +27,19 @@ __all__ = ["add_arguments", "run"]
 
 
 def _common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
-    p.add_argument("--out", required=out_required, help="result JSON (written atomically)")
-    p.add_argument("--data", default="synthetic", help="data preset when no --run is given (default: synthetic)")
-    p.add_argument("--scale", default="smoke", help="scale preset when no --run is given (default: smoke)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override applied on top of the run's (or the preset's) config; repeatable")
+    from sa4depth.commands import add_device_arg, add_threads_arg
+    from sa4depth.config import add_config_args, add_set_alias
+
+    p.add_argument("--out", required=out_required, metavar="JSON", help="result JSON (written atomically)")
+    add_device_arg(p)
+    add_threads_arg(p)
+    add_config_args(p, run_note="; ignored with --run (the run's config.yaml is used)")
+    add_set_alias(p)
+
+
+_PRED_KIND_HELP = "what --pred holds: disp (disparity, Monodepth2's default) or depth (default: disp)"
+_PRED_KEY_HELP = ("array name inside an .npz prediction file (default: its only array, else the first of "
+                  "data, disp, depth, pred)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run directory (config.yaml + model.pt) or a model.pt file")
     src.add_argument("--pred", help="external predictions .npy/.npz (Monodepth2 --ext_disp_to_eval)")
-    p.add_argument("--pred-kind", default="disp", choices=["disp", "depth"])
-    p.add_argument("--pred-key", default=None, help="array name inside an .npz prediction file")
-    p.add_argument("--gt", default="auto", help="gt_depths.npz or 'auto' (<splits_dir>/<split>/gt_depths.npz)")
+    p.add_argument("--pred-kind", default="disp", choices=["disp", "depth"], help=_PRED_KIND_HELP)
+    p.add_argument("--pred-key", default=None, help=_PRED_KEY_HELP)
+    p.add_argument("--gt", default="auto",
+                   help="gt_depths.npz, or 'auto': <splits_dir>/<split>/gt_depths.npz, exported from the split's "
+                        "data on first use (with --pred and a --gt file no dataset is needed)")
     p.add_argument("--split", default=None, choices=["eigen", "eigen_benchmark", "cityscapes", "nyu"],
                    help="evaluation split (default: data.eval_split of the config)")
     p.add_argument("--scale-aware", action="store_true", help="no median scaling (scale-aware models)")
@@ -57,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--gt-poses", help="GT trajectory, KITTI format (with --pred-poses)")
     p.add_argument("--relative", action="store_true",
                    help="--pred-poses holds N-1 relative poses T_{i+1<-i} (chained here) instead of N absolute ones")
-    p.add_argument("--sequence", action="append", default=[], help="odometry sequence(s) with --run (default: data.odom_test_sequences)")
+    p.add_argument("--sequence", action="append", default=[], metavar="NN",
+                   help="odometry sequence with --run, repeatable (default: data.odom_test_sequences); with "
+                        "--pred-poses: the name in the result (default: the file's stem)")
     p.add_argument("--plot", default=None, help="trajectory PNG (default: next to --out)")
     p.add_argument("--traj-dir", default=None, help="where estimated KITTI pose files go (default: next to --out)")
     _common(p)
@@ -66,8 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run directory or model.pt")
     src.add_argument("--pred", help="external predictions .npy/.npz, in the split file's order")
-    p.add_argument("--pred-kind", default="disp", choices=["disp", "depth"])
-    p.add_argument("--pred-key", default=None)
+    p.add_argument("--pred-kind", default="disp", choices=["disp", "depth"], help=_PRED_KIND_HELP)
+    p.add_argument("--pred-key", default=None, help=_PRED_KEY_HELP)
     p.add_argument("--gt", default="auto", help="gt_depths.npz or 'auto' (<splits_dir>/video/gt_depths.npz)")
     p.add_argument("--split-file", default=None,
                    help="split file grouping images into sequences (default: <splits_dir>/video/test_files.txt)")
@@ -76,14 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _device(name: str) -> str:
-    import torch
+def _device(args) -> str:
+    """The torch device of ``--device``, with ``--threads`` applied (only where a model runs)."""
+    from sa4depth.device import resolve_device, set_threads
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device available")
-    return name
+    device = str(resolve_device(args.device))
+    set_threads(args.threads)
+    return device
 
 
 def _model_path(run: str) -> Path:
@@ -95,34 +111,11 @@ def _model_path(run: str) -> Path:
     return p
 
 
-def _apply_overrides(cfg, overrides: list[str], source: str):
-    """Set ``key=value`` overrides on a resolved config; the key must exist and the type match."""
-    from sa4depth.config import Config, ConfigError, parse_override
-
-    d = cfg.to_dict()
-    for text in overrides:
-        key, value = parse_override(text)
-        node = d
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"--set {text}: unknown key {key!r} in {source}")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"--set {text}: unknown key {key!r} in {source}")
-        old = node[parts[-1]]
-        if isinstance(old, dict) and isinstance(value, dict):
-            value = {**old, **value}
-        elif old is not None and isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif old is not None and value is not None and type(old) is not type(value):
-            raise ConfigError(f"--set {text}: key {key!r} expects {type(old).__name__}, got {type(value).__name__}")
-        node[parts[-1]] = value
-    return Config(d)
-
-
 def _config(args):
-    """(cfg, model_path or None): the run's stored config, else the presets; then ``--set``."""
+    """(cfg, model_path or None): the run's stored config, else the presets; then ``--config`` files and
+    ``key=value`` overrides, validated against the schema either way."""
+    from sa4depth.config import apply_overrides, config_from_args, overrides_of
+
     if getattr(args, "run", None):
         from sa4depth.config import load_resolved
 
@@ -133,13 +126,9 @@ def _config(args):
         else:
             from sa4depth.models import read_model_file
 
-            from sa4depth.config import Config
-
-            cfg = Config(read_model_file(mp)["config"])
-        return _apply_overrides(cfg, args.overrides, str(cfg_file)), mp
-    from sa4depth.config import load_config
-
-    return load_config(data=args.data, scale=args.scale, overrides=args.overrides), None
+            cfg = read_model_file(mp)["config"]
+        return apply_overrides(cfg, files=args.config, overrides=overrides_of(args)), mp
+    return config_from_args(args), None
 
 
 _SPLIT_DATASET = {"eigen": "kitti", "eigen_benchmark": "kitti", "video": "kitti", "cityscapes": "cityscapes",
@@ -153,15 +142,23 @@ def _split_file(cfg, split: str) -> Path:
     return split_file(cfg, split, "test_files.txt", dataset_root(cfg, _SPLIT_DATASET[split]))
 
 
-def _gt_file(cfg, split: str, gt_arg: str) -> Path:
+def _gt_file(cfg, split: str, gt_arg: str, pred: bool = False) -> Path:
     """Explicit --gt, else ``gt_depths.npz`` beside the split's test_files.txt (Monodepth2's
-    ``splits/<split>/gt_depths.npz``), exported with ``data.export_gt_depths`` on first use."""
+    ``splits/<split>/gt_depths.npz``), exported with ``data.export_gt_depths`` on first use.
+    ``pred``: scoring --pred predictions, where a --gt file makes the dataset unnecessary."""
     if gt_arg != "auto":
         p = Path(gt_arg)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: --gt file not found")
         return p
-    sf = _split_file(cfg, split)
+    try:
+        sf = _split_file(cfg, split)
+    except FileNotFoundError as e:
+        if not pred:
+            raise
+        raise FileNotFoundError(f"{e}; --gt auto reads the GT depths next to it (exporting them from the "
+                                f"dataset on first use). To score --pred without the dataset, pass "
+                                f"--gt gt_depths.npz (Monodepth2's splits/{split}/gt_depths.npz)") from None
     p = sf.parent / "gt_depths.npz"
     if p.is_file():
         stale = _gt_cache_problem(p, sf)
@@ -261,12 +258,12 @@ def _run_depth(args) -> int:
     median = cfg.eval.median_scaling and not args.scale_aware
     proto = protocol_for_split(split, crop=cfg.eval.crop, min_depth=cfg.eval.min_depth,
                                max_depth=None if split in ("nyu",) else cfg.eval.max_depth, median_scaling=median)
-    gt_file = _gt_file(cfg, split, args.gt)
+    gt_file = _gt_file(cfg, split, args.gt, pred=mp is None)
     gts = load_gt_depths(gt_file)
     device = "cpu"
     data_files = [gt_file]
     if mp is not None:
-        device = _device(args.device)
+        device = _device(args)
         preds, _keys = _predict(cfg, mp, split, device)
         kind, source = "disp", str(mp)
         data_files.append(_split_file(cfg, split))
@@ -294,7 +291,7 @@ def _run_scale(args) -> int:
     from sa4depth.models import load_model_file
 
     cfg, mp = _config(args)
-    device = _device(args.device)
+    device = _device(args)
     _, modules = load_model_file(mp, map_location=device)
     ds = build_dataset(cfg, "val")
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False,
@@ -361,7 +358,7 @@ def _run_odometry(args) -> int:
     if mp is not None:
         from sa4depth.models import load_model_file
 
-        device = _device(args.device)
+        device = _device(args)
         _, modules = load_model_file(mp, map_location=device)
         seqs = args.sequence or list(cfg.data.odom_test_sequences)
         jobs = []
@@ -429,14 +426,14 @@ def _run_video(args) -> int:
 
     cfg, mp = _config(args)
     split = "video"
-    gt_file = _gt_file(cfg, split, args.gt)
+    gt_file = _gt_file(cfg, split, args.gt, pred=mp is None and args.split_file is not None)
     gts = load_gt_depths(gt_file)
     sf = Path(args.split_file) if args.split_file else _split_file(cfg, split)
     if not sf.is_file():
         raise FileNotFoundError(f"{sf}: video split file not found (it groups frames into sequences)")
     device = "cpu"
     if mp is not None:
-        device = _device(args.device)
+        device = _device(args)
         preds, _ = _predict(cfg, mp, split, device)
         kind, source = "disp", str(mp)
     else:

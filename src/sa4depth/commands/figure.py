@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sa4depth.commands import add_device_arg
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -36,28 +38,31 @@ def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     p = sub.add_parser("scale-factors", help="Fig. 1: per-image scale factors from depth-eval JSONs")
-    p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH")
-    p.add_argument("--out", required=True)
+    p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH",
+                   help="a depth-evaluation JSON (sa4depth evaluate depth --out) and its legend label; repeatable")
+    p.add_argument("--out", required=True, help="output PNG")
     p = sub.add_parser("trajectories", help="Fig. 6: trajectories (x-z top view) of odometry-eval JSONs, "
                                             "one axes per sequence, GT and every method overlaid")
     p.add_argument("--json", action="append", default=[], metavar="LABEL=PATH",
                    help="an odometry-eval JSON (`sa4depth evaluate odometry`); its trajectory files are read")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output PNG")
     p = sub.add_parser("montage", help="place PNGs side by side")
-    p.add_argument("--panel", action="append", default=[], metavar="LABEL=PNG")
-    p.add_argument("--title", default="")
+    p.add_argument("--panel", action="append", default=[], metavar="LABEL=PNG",
+                   help="a PNG and its panel title; repeatable, placed left to right")
+    p.add_argument("--title", default="", help="figure title")
     p.add_argument("--caption", default=None, help="footer line, e.g. 'data: synthetic, scale: smoke, seeds: 0'")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output PNG")
     p = sub.add_parser("qualitative", help="Figs. 3-5: input | predicted disparity per run | GT")
-    p.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR")
+    p.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR",
+                   help="a trained run directory (or model.pt) and its row label; repeatable")
     p.add_argument("--split", default=None, help="evaluation split (default: the first run's data.eval_split)")
     p.add_argument("--num", type=int, default=3, help="number of test images (evenly spaced)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--out", required=True)
+    add_device_arg(p)
+    p.add_argument("--out", required=True, help="output PNG")
     p = sub.add_parser("features", help="Fig. 10: feature PCA and confidence maps of SA4Depth's feature net")
     p.add_argument("--run", required=True, help="run directory of an SA4Depth run (refine.enabled)")
     p.add_argument("--index", type=int, default=0, help="validation sample index")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output PNG")
     p = sub.add_parser("monitor", help="scale-alignment monitor curves (log.csv of runs) against step")
     p.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR",
                    help="a run directory (or its log.csv); repeat a LABEL for its seeds")
@@ -131,12 +136,15 @@ def _qualitative(args) -> Path:
     from sa4depth.models import load_depth_model
     from sa4depth.report.figures import plot_qualitative
 
+    from sa4depth.device import resolve_device
+
+    device = resolve_device(args.device)
     runs = _pairs(args.run, "--run")
     preds: dict[str, list] = {}
     images: list = []
     gts: list = []
     for k, (label, rd) in enumerate(runs):
-        net, cfg = load_depth_model(_model_path(rd), args.device)
+        net, cfg = load_depth_model(_model_path(rd), device)
         split = args.split or cfg.data.eval_split
         all_imgs = list(load_test_images(cfg, split))
         if not all_imgs:
@@ -144,7 +152,7 @@ def _qualitative(args) -> Path:
         idx = np.unique(np.linspace(0, len(all_imgs) - 1, max(1, args.num)).round().astype(int))
         sel = [all_imgs[i][0] for i in idx]
         with torch.no_grad():
-            batch = torch.stack(sel).to(args.device)
+            batch = torch.stack(sel).to(device)
             disp = net(batch)[("disp", 0)][:, 0].cpu().numpy()
         preds[label] = list(disp)
         if k == 0:

@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from sa4depth.commands import add_option
 from sa4depth.config import add_config_args, config_from_args
 
 #: Counts of the real datasets as used by Monodepth2 / ManyDepth / the paper (for comparison).
@@ -31,7 +32,8 @@ DATASETS = ("kitti", "kitti_odom", "cityscapes", "nyu")
 def add_arguments(parser) -> None:
     parser.add_argument("--dataset", choices=[*DATASETS, "vkitti2", "all"], default="all",
                         help="dataset to count (default: every dataset whose root exists)")
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the counts as JSON (atomic)")
+    add_option(parser, "--out", deprecated=("--json",), default=None, metavar="JSON",
+               help="also write the counts as JSON (atomic)")
     add_config_args(parser)
 
 
@@ -93,8 +95,8 @@ def run(args) -> int:
         cnt = "-" if r["count"] is None else str(r["count"])
         paper = "" if r["paper"] is None else str(r["paper"])
         print(f"{r['dataset']:<11} {r['split']:<22} {cnt:>8} {paper:>8}  {r['note']}")
-    if args.json:
-        out = Path(args.json)
+    if args.out:
+        out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps({"rows": rows, "config_layers": cfg.meta.layers}, indent=2))

@@ -1,6 +1,6 @@
 """Render the procedural synthetic benchmark into the real datasets' layouts.
 
-``sa4depth synth --profile {driving,dynamic,indoor,all} [--out DIR] [--scale tiny|smoke|small|full]
+``sa4depth synth --profile {driving,dynamic,indoor,all} [--out-dir DIR] [--scale tiny|smoke|small|full]
 [--seed N] [--force] [key=value ...]``. Sizes come from ``cfg.synth`` of the scale preset; the
 KITTI odometry sequences written are ``cfg.data.odom_train_sequences + odom_test_sequences``.
 Default output: ``data/synthetic/<profile>``. See docs/DATA_LAYOUTS.md.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sa4depth.commands import add_option
 from sa4depth.config import add_config_args, config_from_args
 
 PROFILES = ("driving", "dynamic", "indoor")
@@ -18,8 +19,9 @@ PROFILES = ("driving", "dynamic", "indoor")
 def add_arguments(p) -> None:
     p.add_argument("--profile", default=None, choices=[*PROFILES, "all"],
                    help="which benchmark to render (default: cfg.synth.profile; 'all' = the three)")
-    p.add_argument("--out", default=None, help="output directory (default data/synthetic/<profile>; "
-                   "with --profile all: the parent, default data/synthetic)")
+    add_option(p, "--out-dir", deprecated=("--out",), dest="out", default=None, metavar="DIR",
+               help="output directory (default data/synthetic/<profile>; with --profile all: the parent, "
+                    "default data/synthetic)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: cfg.seed)")
     p.add_argument("--force", action="store_true", help="re-render even if a complete output exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

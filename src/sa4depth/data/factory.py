@@ -59,7 +59,9 @@ def split_file(cfg, split_name: str, file_name: str, root: Path | None = None) -
     """``<splits_dir>/<split_name>/<file_name>``, else ``<root>/../splits/...``; raises naming both."""
     cands = [Path(os.path.expanduser(str(cfg.data.splits_dir))) / split_name / file_name]
     if root is not None:
-        cands.append(root.parent / "splits" / split_name / file_name)
+        alt = root.parent / "splits" / split_name / file_name
+        if os.path.abspath(alt) != os.path.abspath(cands[0]):  # the same place twice: name it once
+            cands.append(alt)
     for c in cands:
         if c.is_file():
             return c

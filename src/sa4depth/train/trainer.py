@@ -70,14 +70,43 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- helpers
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available (use auto or cpu)")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"train.device={name!r}: expected auto, cpu or cuda")
-    return torch.device(name)
+    """``train.device``: ``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error
+    (:func:`sa4depth.device.resolve_device`, the resolver every verb uses)."""
+    from sa4depth.device import resolve_device as _resolve
+
+    return _resolve(name, source="train.device")
+
+
+#: seconds between the progress lines of a run without a progress bar (``train(progress_every=)``)
+PROGRESS_EVERY_S = 60.0
+
+
+class _ProgressLines:
+    """Progress lines for logs without a tqdm bar (Snakemake / Slurm job logs): after the first step,
+    then whenever ``every`` seconds have passed (0: every step; < 0: never)."""
+
+    def __init__(self, total: int, step: int, every: float, log):
+        self.total, self.every, self.log = total, every, log
+        self.t0 = self.t_last = time.monotonic()
+        self.step0 = self.step_last = step
+
+    def update(self, step: int, loss: torch.Tensor) -> None:
+        now = time.monotonic()
+        if self.every < 0 or (self.step_last > self.step0 and now - self.t_last < self.every):
+            return
+        rate = (step - self.step0) / max(now - self.t0, 1e-9)  # mean it/s since this process started
+        eta = (self.total - step) / rate if rate > 0 else math.inf
+        self.log(f"sa4depth train: step {step}/{self.total} ({100 * step / self.total:.1f}%), "
+                 f"loss {float(loss.detach()):.4f}, {rate:.3g} it/s, ETA {_hms(eta)}")
+        self.t_last, self.step_last = now, step
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 def _comparable(cfg: dict) -> dict:
@@ -221,7 +250,8 @@ def _load_dataset(cfg: Config):
 
 # ----------------------------------------------------------------------------- main entry
 def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progress: bool | None = None,
-          stop_after: int | None = None, log: Any = print, dataset: Any = None) -> TrainResult:
+          stop_after: int | None = None, log: Any = print, dataset: Any = None,
+          progress_every: float = PROGRESS_EVERY_S) -> TrainResult:
     """Train the model described by ``cfg`` into ``out_dir``; see the module docstring.
 
     Args:
@@ -229,6 +259,9 @@ def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progres
             finished run with the same config); ``never`` starts from scratch: a previous run's
             outputs are moved to ``out_dir/replaced/`` and removed only when the new run is done.
         progress: tqdm bar; ``None`` = only when stderr is a terminal.
+        progress_every: without the bar, ``log`` a progress line (step/total, loss, it/s, ETA) after
+            the first step and then whenever this many seconds have passed since the last line
+            (a Slurm job log shows progress); 0 = after every step, < 0 = never.
         stop_after: test hook: raise :class:`StopTraining` right after the checkpoint written at
             this step (what a SIGKILL after that checkpoint leaves behind).
         dataset: the training ``Dataset`` to use instead of ``build_dataset(cfg, "train")``
@@ -248,7 +281,7 @@ def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progres
     try:
         if lock is not None:
             lock.acquire()
-        return _train(cfg, out, resume, progress, stop_after, log, device, info, dataset)
+        return _train(cfg, out, resume, progress, stop_after, log, device, info, dataset, progress_every)
     finally:
         if lock is not None:
             lock.release()
@@ -306,7 +339,8 @@ def _start_fresh(cfg: Config, out: Path) -> None:
 
 
 def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_after: int | None, log,
-           device: torch.device, info: DistInfo, train_set: Any = None) -> TrainResult:
+           device: torch.device, info: DistInfo, train_set: Any = None,
+           progress_every: float = -1.0) -> TrainResult:
     t_start = time.time()
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -434,6 +468,7 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=total_steps, initial=step, disable=not (show and info.is_main), desc="train",
                dynamic_ncols=True)
+    lines = _ProgressLines(total_steps, step, progress_every, log) if info.is_main and not show else None
     last_logs: dict[str, float] = {}
     last_monitor: dict[str, float] = {}
     status, exit_code = "done", 0
@@ -463,6 +498,8 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
                 scheduler.step()
                 step += 1
                 bar.update(1)
+                if lines is not None:
+                    lines.update(step, loss)
                 # every rank takes the same branch (all_reduce_mean); only rank 0 measures
                 at_monitor = tc.monitor_every > 0 and (step % tc.monitor_every == 0 or step == total_steps)
                 if step % tc.log_every == 0 or step == total_steps or at_monitor:
