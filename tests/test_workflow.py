@@ -157,7 +157,7 @@ def test_dry_run_table_vi_plans_14_runs_and_shares_runs_between_tables(sandbox):
     r = _snake(sandbox, "-n", "table_vi", "audit_table_vi", "--config", "scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
-    assert jobs["train"] == 14 and jobs["evaluate_depth"] == 14 and jobs["bench_infer"] == 14  # 16 rows - 2 without weights
+    assert jobs["train"] == 14 and jobs["evaluate"] == 14 and jobs["bench_infer"] == 14  # 16 rows - 2 without weights
     assert jobs["synth"] == 1 and jobs["audit"] == 1
     r = _snake(sandbox, "-n", "table_ii", "table_vi", "table_vii", "--config", "scale=tiny", "seeds=2")
     assert r.returncode == 0, r.stderr[-3000:]

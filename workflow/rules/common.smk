@@ -1,6 +1,7 @@
 # Shared helpers: everything path- or row-related comes from sa4depth.report.plan (pure Python), so
 # the tables read exactly the files these rules produce.
 import functools
+import re
 import os
 from pathlib import Path
 import sys
@@ -34,6 +35,7 @@ wildcard_constraints:
     seed="[0-9]+",
     profile="driving|dynamic|indoor",
     split="eigen|eigen_benchmark|cityscapes|nyu",
+    eval="depth_(eigen|eigen_benchmark|cityscapes|nyu)(_sa)?|scale|odometry|video",
     table="table_[ivx]+",
 
 
@@ -147,6 +149,17 @@ def metrics_file(exp, eid, seed=0):
 
 def done_file(exp, seed=0):
     return str(P.run_dir(DATA, SCALE, exp, seed) / "done.json")
+
+
+def eval_command(wc):
+    """`sa4depth evaluate` arguments of an evaluation id (sa4depth.report.plan.eval_id): depth_<split>[_sa]
+    (the Eigen / benchmark / Cityscapes / NYU protocol, _sa without median scaling), scale (Table I),
+    odometry (Table V / Fig. 6: the run's data.odom_test_sequences; the JSON, per-sequence PNGs and
+    <eval>_traj/<seq>.txt pose files beside it), video (Table VIII)."""
+    m = re.fullmatch(r"depth_(eigen|eigen_benchmark|cityscapes|nyu)(_sa)?", wc.eval)
+    if m:
+        return f"depth --split {m.group(1)}" + (" --scale-aware" if m.group(2) else "")
+    return wc.eval
 
 
 def bench_size_args(wc):

@@ -15,108 +15,26 @@ EVAL_RESOURCES = dict(
 EVAL_THREADS = config["threads"]["evaluate"] or res("evaluate", "cpus_per_task")
 
 
-rule evaluate_depth:
+rule evaluate:
+    """One evaluation of a finished run, keyed by its id (one rule for every kind)."""
     input:
         done=run_done,
         data=data_inputs,
     output:
-        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/depth_{split}.json",
+        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/{eval}.json",
     log:
-        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/depth_{split}.log",
+        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/{eval}.log",
     params:
         config_hash=exp_hash,
         run=lambda wc, input: run_of(input.done),
+        what=eval_command,
     threads: EVAL_THREADS
     resources:
         **EVAL_RESOURCES,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --threads {threads} "
-        "--out {output.json} > {log} 2>&1"
-
-
-rule evaluate_depth_scale_aware:
-    input:
-        done=run_done,
-        data=data_inputs,
-    output:
-        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/depth_{split}_sa.json",
-    log:
-        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/depth_{split}_sa.log",
-    params:
-        config_hash=exp_hash,
-        run=lambda wc, input: run_of(input.done),
-    threads: EVAL_THREADS
-    resources:
-        **EVAL_RESOURCES,
-    conda:
-        "../envs/sa4depth.yaml"
-    shell:
-        "sa4depth evaluate depth --run {params.run} --split {wildcards.split} --scale-aware --threads {threads} "
-        "--out {output.json} > {log} 2>&1"
-
-
-rule evaluate_scale:
-    input:
-        done=run_done,
-        data=data_inputs,
-    output:
-        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/scale.json",
-    log:
-        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/scale.log",
-    params:
-        config_hash=exp_hash,
-        run=lambda wc, input: run_of(input.done),
-    threads: EVAL_THREADS
-    resources:
-        **EVAL_RESOURCES,
-    conda:
-        "../envs/sa4depth.yaml"
-    shell:
-        "sa4depth evaluate scale --run {params.run} --threads {threads} --out {output.json} > {log} 2>&1"
-
-
-rule evaluate_odometry:
-    """Table V / Fig. 6: writes odometry.json, odometry_<seq>.png and odometry_traj/<seq>.txt beside it."""
-    input:
-        done=run_done,
-        data=data_inputs,
-    output:
-        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/odometry.json",
-    log:
-        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/odometry.log",
-    params:
-        config_hash=exp_hash,
-        run=lambda wc, input: run_of(input.done),
-    threads: EVAL_THREADS
-    resources:
-        **EVAL_RESOURCES,
-    conda:
-        "../envs/sa4depth.yaml"
-    shell:
-        "sa4depth evaluate odometry --run {params.run} --sequence 09 --sequence 10 --threads {threads} "
-        "--out {output.json} > {log} 2>&1"
-
-
-rule evaluate_video:
-    input:
-        done=run_done,
-        data=data_inputs,
-    output:
-        json="results/metrics/{data}/{scale}/{exp}/seed{seed}/video.json",
-    log:
-        "logs/evaluate/{data}/{scale}/{exp}/seed{seed}/video.log",
-    params:
-        config_hash=exp_hash,
-        run=lambda wc, input: run_of(input.done),
-    threads: EVAL_THREADS
-    resources:
-        **EVAL_RESOURCES,
-    conda:
-        "../envs/sa4depth.yaml"
-    shell:
-        "sa4depth evaluate video --run {params.run} --threads {threads} --out {output.json} > {log} 2>&1"
+        "sa4depth evaluate {params.what} --run {params.run} --threads {threads} --out {output.json} > {log} 2>&1"
 
 
 rule bench_infer:
