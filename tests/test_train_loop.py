@@ -123,6 +123,40 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     assert _log_steps(tmp_path / "ddp") == [1, 2]  # rank 0 logged every step
 
 
+
+def test_the_trainer_is_the_plain_loop(tmp_path):
+    """The trainer's weights equal (torch.equal) those of a hand-written loop: seed, model, Adam, the data
+    order of sa4depth.train.data and ``model(batch, step=i)``; with loss.automask_after=3 of 4 steps the
+    step counter changes the loss, so it must reach forward. Checkpoints, logs, the monitor-less
+    bookkeeping and the staging around the step change nothing."""
+    from sa4depth.train.data import EpochBatchSampler, SeededDataset, make_train_loader
+    from sa4depth.train.trainer import make_optimizer, param_groups, seed_everything
+
+    cfg = _cfg("loss.automask_after=3", "train.monitor_every=0", "train.deterministic=false")
+    r = train(cfg, tmp_path, dataset=PlaneDataset(n=5), **QUIET)
+    assert r.status == "done" and r.steps == 4
+
+    seed_everything(int(cfg.seed))
+    model = build_train_model(cfg)
+    opt = make_optimizer(param_groups(model, cfg), cfg.train, torch.device("cpu"))
+    data = SeededDataset(PlaneDataset(n=5), int(cfg.seed))
+    step = 0
+    model.train()
+    for epoch in range(2):  # 5 samples, batch 2: 2 steps an epoch
+        for batch in make_train_loader(data, EpochBatchSampler(5, 2, int(cfg.seed), epoch), 0):
+            loss, _ = model(batch, step=step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    assert step == 4
+    with pytest.raises(TypeError):  # the step counter is an argument, not model state
+        model(batch)
+    trained = _weights(tmp_path)
+    mine = {f"{m}.{k}": v for m, mod in model.named_modules_for_saving().items() for k, v in mod.state_dict().items()}
+    assert trained.keys() == mine.keys()
+    assert all(torch.equal(trained[k], mine[k]) for k in mine), [k for k in mine if not torch.equal(trained[k], mine[k])]
+
 def test_automask_after_switches_automasking_on_at_that_step():
     """loss.automask_after: before that optimiser step the photometric loss is the plain per-pixel
     minimum (automask off), from it on Monodepth2's automasked one; evaluation always masks."""
@@ -133,9 +167,8 @@ def test_automask_after_switches_automasking_on_at_that_step():
     def photo(*over, step):
         torch.manual_seed(0)
         m = build_train_model(_cfg(*over))
-        m.step = step
         torch.manual_seed(1)  # the automask tie-break noise
-        return m(batch)[1]["photo"].item()
+        return m(batch, step=step)[1]["photo"].item()
 
     on, off = photo(step=0), photo("loss.automask=false", step=0)
     assert on < off  # identity pixels win somewhere: automasking changes the loss

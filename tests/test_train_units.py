@@ -11,7 +11,7 @@ from sa4depth.config import ConfigError, load_config
 from sa4depth.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from sa4depth.train.data import EpochBatchSampler, SeededDataset, epoch_permutation
 from sa4depth.train.logging import CSVLog
-from sa4depth.train.step import check_train_config, median_depth_ratio, uses_pose_net
+from sa4depth.train.step import POSE_SOURCES, check_train_config, median_depth_ratio, uses_pose_net
 from sa4depth.train.trainer import _comparable, config_diff, make_optimizer
 
 
@@ -147,6 +147,19 @@ def test_which_configs_train_a_pose_net():
     assert not uses_pose_net(load_config(scale="tiny", overrides=["matcher.enabled=true"]))
     assert uses_pose_net(load_config(scale="tiny", overrides=["matcher.enabled=true", "matcher.refine_posenet=true"]))
 
+
+
+def test_every_pose_source_choice_has_a_function():
+    """The table of Table I pose sources (train/step.py) and the config's choices are the same names."""
+    import yaml
+    from pathlib import Path
+
+    cons = yaml.safe_load((Path(__file__).parents[1] / "params" / "constraints.yaml").read_text())
+    assert set(POSE_SOURCES) == set(cons["pose.source"]["choices"])
+    cfg = load_config(scale="tiny")
+    cfg.pose.source = "nonsense"  # a config that bypassed the schema check
+    with pytest.raises(ConfigError, match="pose.source='nonsense'"):
+        check_train_config(cfg)
 
 def test_checkpoint_errors_name_the_file(tmp_path):
     bad = tmp_path / "last.pt"

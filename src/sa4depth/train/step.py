@@ -1,8 +1,9 @@
 """One self-supervised training step: Monodepth2's losses, Table I pose sources, SA4Depth.
 
-:class:`SelfSupModel` is an ``nn.Module`` whose ``forward(inputs)`` returns the total loss and
-the logged terms, so the whole step (depth net, pose net, refiner) sits under one
-``DistributedDataParallel`` wrapper.
+:class:`SelfSupModel` is an ``nn.Module`` whose ``forward(inputs, step=...)`` returns the total loss
+and the logged terms, so the whole step (depth net, pose net, refiner) sits under one
+``DistributedDataParallel`` wrapper (which passes the keyword through). ``step`` is the number of
+optimiser steps taken so far (``loss.automask_after``), given by the caller on every call.
 
 Monodepth2 (Godard et al., ICCV 2019, ``trainer.py``) conventions followed here:
 
@@ -19,7 +20,7 @@ Monodepth2 (Godard et al., ICCV 2019, ``trainer.py``) conventions followed here:
 
 Poses (``T_{f<-0}``, maps frame-0 camera points into frame f, docs/DATA_LAYOUTS.md):
 
-* Table I (``cfg.pose.source``): ``net``; ``gt`` (warp with ``("pose_gt", f)``, no pose net);
+* Table I (``cfg.pose.source``, one function each in :data:`POSE_SOURCES`): ``net``; ``gt`` (warp with ``("pose_gt", f)``, no pose net);
   ``gt_scaled`` (GT pose whose translation is multiplied by the detached per-sample ratio
   median(predicted depth) / median(GT depth) over valid GT pixels, so the pose scale follows the
   depth's); ``gt_supervised`` (pose net + ``supervision_weight * pose_consistency_loss(T_net,
@@ -40,7 +41,7 @@ Poses (``T_{f<-0}``, maps frame-0 camera points into frame f, docs/DATA_LAYOUTS.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -48,7 +49,8 @@ import torch.nn.functional as F
 
 from sa4depth.config import Config, ConfigError
 
-__all__ = ["SelfSupModel", "check_train_config", "uses_pose_net", "batch_to_device", "median_depth_ratio"]
+__all__ = ["SelfSupModel", "check_train_config", "uses_pose_net", "batch_to_device", "median_depth_ratio",
+           "POSE_SOURCES"]
 
 _POSE_NET_SOURCES = ("net", "gt_supervised", "velocity_supervised")
 
@@ -72,6 +74,8 @@ def check_train_config(cfg: Config) -> None:
         raise ConfigError(f"data.frame_ids={cfg.data.frame_ids}: monocular training needs a source frame")
     if 0 not in cfg.model.scales:
         raise ConfigError(f"model.scales={cfg.model.scales}: must contain scale 0")
+    if cfg.pose.source not in POSE_SOURCES:
+        raise ConfigError(f"pose.source={cfg.pose.source!r}: expected one of {', '.join(POSE_SOURCES)}")
     stage = cfg.refine.enabled or cfg.matcher.enabled
     if stage and cfg.pose.source in ("gt", "gt_scaled"):
         raise ConfigError(f"pose.source={cfg.pose.source!r} with refine/matcher enabled: the refinement "
@@ -110,9 +114,10 @@ def _scaled_translation(T: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
 class SelfSupModel(nn.Module):
     """Depth net + pose net (+ SA4Depth refiner) and the training objective.
 
-    ``forward(inputs) -> (loss, logs)``: ``loss`` is the scalar to back-propagate, ``logs`` maps
-    names to detached 0-d tensors (``photo``, ``smooth``, ``pose_sup``, ``pose_self``,
-    ``velocity``, ``refine/*`` statistics...).
+    ``forward(inputs, step=n) -> (loss, logs)``: ``loss`` is the scalar to back-propagate, ``logs``
+    maps names to detached 0-d tensors (``photo``, ``smooth``, ``pose_sup``, ``pose_self``,
+    ``velocity``, ``refine/*`` statistics...); ``n`` is the number of optimiser steps taken so far
+    (automasking starts at ``loss.automask_after``; it does not matter in eval mode).
     """
 
     def __init__(self, cfg: Config, depth: nn.Module, pose: nn.Module | None, refiner: nn.Module | None = None):
@@ -126,8 +131,6 @@ class SelfSupModel(nn.Module):
         self.sources = [f for f in self.frame_ids if f != 0]
         self.scales = [int(s) for s in cfg.model.scales]
         self.use_pose_net = uses_pose_net(cfg) and pose is not None
-        #: optimiser steps taken so far; the trainer sets it before each forward (loss.automask_after)
-        self.step = 0
         if uses_pose_net(cfg) and pose is None:
             raise ValueError("this config trains a pose net but none was given")
         if cfg.refine.enabled and not cfg.matcher.enabled and refiner is None:
@@ -196,7 +199,7 @@ class SelfSupModel(nn.Module):
         return {f: T_ref[f] for f in self.sources}
 
     # ------------------------------------------------------------------ forward
-    def forward(self, inputs: Mapping) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, inputs: Mapping, *, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from sa4depth.geometry import disp_to_depth, warp
         from sa4depth.losses import (depth_noise, identity_errors, pose_consistency_loss, reprojection_loss,
                                      smoothness_loss, velocity_loss)
@@ -219,32 +222,14 @@ class SelfSupModel(nn.Module):
         if lc.depth_noise_std > 0 and self.training:
             warp_depths = {s: depth_noise(d, lc.depth_noise_std) for s, d in depths.items()}
 
-        # ---- poses
-        extra = torch.zeros((), device=target.device)
+        # ---- poses (Table I)
         source = cfg.pose.source
         T_net = self._pose_net_poses(inputs) if self.use_pose_net else None
-        if source == "gt":
-            T_warp = self._gt_poses(inputs)
-        elif source == "gt_scaled":
-            if "depth_gt" not in inputs:
-                raise ValueError("pose.source=gt_scaled needs 'depth_gt' in the training batch "
-                                 f"(dataset {cfg.data.dataset!r} split {cfg.data.split!r} has none)")
-            ratio = median_depth_ratio(depths[0], inputs["depth_gt"])
-            logs["gt_scale_ratio"] = ratio.mean().detach()
-            T_warp = {f: _scaled_translation(T, ratio) for f, T in self._gt_poses(inputs).items()}
-        else:
-            T_warp = dict(T_net) if T_net is not None else {}
-            if source == "gt_supervised" and T_net is not None:
-                T_gt = self._gt_poses(inputs)
-                l_sup = torch.stack([pose_consistency_loss(T_net[f], T_gt[f], lc.pose_rot_weight)
-                                     for f in self.sources]).mean()
-                logs["pose_sup"] = l_sup.detach()
-                extra = extra + cfg.pose.supervision_weight * l_sup
-            elif source == "velocity_supervised" and T_net is not None:
-                l_sup = torch.stack([velocity_loss(T_net[f][:, :3, 3], self._trans_norm(inputs, f))
-                                     for f in self.sources]).mean()
-                logs["pose_sup"] = l_sup.detach()
-                extra = extra + cfg.pose.supervision_weight * l_sup
+        T_warp, pose_loss, pose_logs = POSE_SOURCES[source](self, inputs, depths[0], T_net)
+        logs.update(pose_logs)
+        extra = torch.zeros((), device=target.device)
+        if pose_loss is not None:
+            extra = extra + pose_loss
 
         # ---- SA4Depth refinement / matcher stage
         T_vel = T_net  # translation the velocity loss acts on (Eq. 16: the refined one when refining)
@@ -268,7 +253,7 @@ class SelfSupModel(nn.Module):
             extra = extra + lc.velocity * l_v
 
         # ---- photometric + smoothness (Monodepth2 compute_losses)
-        automask = bool(lc.automask) and (not self.training or self.step >= int(lc.automask_after))
+        automask = bool(lc.automask) and (not self.training or step >= int(lc.automask_after))
         # the unwarped sources' errors are the same at every scale (full-resolution images): once
         identity = (identity_errors({f: inputs[("color", f, 0)] for f in self.sources}, target, self.sources,
                                     lc.min_reprojection, lc.ssim_weight) if automask else None)
@@ -300,3 +285,70 @@ class SelfSupModel(nn.Module):
             out["refiner"] = self.refiner
         return out
 
+
+# ----------------------------------------------------------------------------- Table I pose sources
+# pose.source -> f(model, inputs, depth0, T_net) -> (T_warp, extra loss or None, logs)
+# ``depth0``: the predicted full-resolution depth of frame 0 (not noised); ``T_net``: the pose-net poses
+# {f: T_{f<-0}} or None when this config has no pose net. The refinement stage (SelfSupModel.forward)
+# may replace T_warp afterwards.
+PoseSource = Callable[[SelfSupModel, Mapping, torch.Tensor, "dict[int, torch.Tensor] | None"],
+                      "tuple[dict[int, torch.Tensor], torch.Tensor | None, dict[str, torch.Tensor]]"]
+
+
+def _net_poses(T_net: dict[int, torch.Tensor] | None) -> dict[int, torch.Tensor]:
+    return dict(T_net) if T_net is not None else {}
+
+
+def _pose_net(model: SelfSupModel, inputs: Mapping, depth0: torch.Tensor, T_net):
+    """``net``: warp with the pose net's poses (none with refine.init coarse: the refiner's are used)."""
+    return _net_poses(T_net), None, {}
+
+
+def _pose_gt(model: SelfSupModel, inputs: Mapping, depth0: torch.Tensor, T_net):
+    """``gt``: warp with the GT poses ``("pose_gt", f)``; no pose net."""
+    return model._gt_poses(inputs), None, {}
+
+
+def _pose_gt_scaled(model: SelfSupModel, inputs: Mapping, depth0: torch.Tensor, T_net):
+    """``gt_scaled``: GT poses whose translation is scaled by median(pred depth) / median(GT depth)."""
+    if "depth_gt" not in inputs:
+        cfg = model.cfg
+        raise ValueError("pose.source=gt_scaled needs 'depth_gt' in the training batch "
+                         f"(dataset {cfg.data.dataset!r} split {cfg.data.split!r} has none)")
+    ratio = median_depth_ratio(depth0, inputs["depth_gt"])
+    logs = {"gt_scale_ratio": ratio.mean().detach()}
+    return {f: _scaled_translation(T, ratio) for f, T in model._gt_poses(inputs).items()}, None, logs
+
+
+def _pose_gt_supervised(model: SelfSupModel, inputs: Mapping, depth0: torch.Tensor, T_net):
+    """``gt_supervised``: pose net + ``supervision_weight * pose_consistency_loss(T_net, T_gt)``."""
+    from sa4depth.losses import pose_consistency_loss
+
+    if T_net is None:
+        return {}, None, {}
+    cfg = model.cfg
+    T_gt = model._gt_poses(inputs)
+    l_sup = torch.stack([pose_consistency_loss(T_net[f], T_gt[f], cfg.loss.pose_rot_weight)
+                         for f in model.sources]).mean()
+    return _net_poses(T_net), cfg.pose.supervision_weight * l_sup, {"pose_sup": l_sup.detach()}
+
+
+def _pose_velocity_supervised(model: SelfSupModel, inputs: Mapping, depth0: torch.Tensor, T_net):
+    """``velocity_supervised``: pose net + ``supervision_weight * velocity_loss(|t_net|, v*dt)``."""
+    from sa4depth.losses import velocity_loss
+
+    if T_net is None:
+        return {}, None, {}
+    l_sup = torch.stack([velocity_loss(T_net[f][:, :3, 3], model._trans_norm(inputs, f))
+                         for f in model.sources]).mean()
+    return _net_poses(T_net), model.cfg.pose.supervision_weight * l_sup, {"pose_sup": l_sup.detach()}
+
+
+#: ``pose.source`` -> its function (params/constraints.yaml lists the same names)
+POSE_SOURCES: dict[str, PoseSource] = {
+    "net": _pose_net,
+    "gt": _pose_gt,
+    "gt_scaled": _pose_gt_scaled,
+    "gt_supervised": _pose_gt_supervised,
+    "velocity_supervised": _pose_velocity_supervised,
+}

@@ -23,6 +23,7 @@ Outputs in ``out_dir`` (rank 0 only): ``config.yaml`` (resolved config), ``log.c
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -239,10 +240,7 @@ class _RunLock:
 
 def _load_dataset(cfg: Config):
     """The training split; GT depth only when a pose source needs it, LiDAR only for row 2."""
-    try:
-        from sa4depth.data import build_dataset  # type: ignore[attr-defined]
-    except ImportError:
-        from sa4depth.data.factory import build_dataset
+    from sa4depth.data import build_dataset
 
     return build_dataset(cfg, "train", load_depth=cfg.pose.source == "gt_scaled",
                          load_lidar=bool(cfg.refine.enabled and cfg.refine.depth_source == "lidar"))
@@ -341,7 +339,84 @@ def _start_fresh(cfg: Config, out: Path) -> None:
 def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_after: int | None, log,
            device: torch.device, info: DistInfo, train_set: Any = None,
            progress_every: float = -1.0) -> TrainResult:
+    """The run's stages: out dir -> setup -> restore -> logs -> steps (+ checkpoints) -> finish."""
     t_start = time.time()
+    state = _prepare_out_dir(cfg, out, resume, info)
+    if state == "done":
+        return _skip_done(out, info, log)
+    run = _setup(cfg, out, device, info, log, t_start, train_set)
+    _restore(run, state)
+    _open_logs(run, resumed=state == "resume", progress=progress, progress_every=progress_every)
+    status = "done"
+    run.model.train()
+    with _SignalFlag() as sig:
+        while run.step < run.total_steps and status == "done":
+            epoch, pos = divmod(run.step, run.steps_per_epoch)
+            for batch in _epoch_loader(run, epoch, pos):
+                _step(run, batch, epoch)
+                stop = _stop_requested(run, sig)
+                if (run.step % cfg.train.checkpoint_every == 0 or stop or run.step == run.total_steps
+                        or run.step == stop_after):
+                    _checkpoint(run)
+                if stop_after is not None and run.step == stop_after:
+                    run.bar.close()
+                    raise StopTraining(f"stopped after step {run.step} (test hook)")
+                if stop and run.step < run.total_steps:
+                    status = "preempted"
+                    break
+                if run.step >= run.total_steps:
+                    break
+    return _finish(run, status)
+
+
+# ----------------------------------------------------------------------------- the stages
+@dataclass(eq=False)
+class _Run:
+    """One process's training state: built by :func:`_setup`, moved to the resumed step by
+    :func:`_restore`, advanced by :func:`_step`, saved by :func:`_checkpoint`, ended by :func:`_finish`."""
+
+    cfg: Config
+    out: Path
+    device: torch.device
+    info: DistInfo
+    log: Any
+    t_start: float                              # time.time() when this process began
+    model: SelfSupModel
+    ddp_model: nn.Module                        # ``model`` or its DDP wrapper (what the step calls)
+    params: list[nn.Parameter]                  # the trained parameters (gradient clipping)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    dataset: SeededDataset
+    samples: int                                # len(dataset)
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0                               # optimiser steps taken
+    elapsed_before: float = 0.0                 # wall time of the processes before a resume
+    csv_log: CSVLog | None = None               # rank 0 only, as are tb, monitor and lines
+    tb: TBLog | None = None
+    monitor: Any = None
+    bar: Any = None                             # tqdm (disabled unless shown on rank 0)
+    lines: _ProgressLines | None = None
+    last_logs: dict[str, float] = field(default_factory=dict)
+    last_monitor: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def last_ck(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    def elapsed(self) -> float:
+        """Wall time of the run so far, resumed processes included."""
+        return self.elapsed_before + time.time() - self.t_start
+
+    def autocast(self):
+        return torch.autocast(device_type="cuda", dtype=torch.float16) if self.use_amp else nullcontext()
+
+
+def _prepare_out_dir(cfg: Config, out: Path, resume: str, info: DistInfo) -> str:
+    """Rank 0 creates and inspects the run directory (:func:`_inspect_out_dir`); the other ranks
+    follow its answer. Returns ``fresh``, ``resume`` or ``done``."""
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     state, error = "fresh", None
@@ -360,15 +435,22 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
             raise ConfigError(f"rank 0 could not prepare {out}: {flags[1]}")
     if error is not None:
         raise error
-    if state == "done":
-        if info.is_main:
-            log(f"sa4depth train: {out} is already trained (done.json, same config): nothing to do")
-        import json
+    return state
 
-        with open(out / "done.json") as f:
-            d = json.load(f)
-        return TrainResult("skipped", int(d.get("steps", 0)), out, 0, d.get("final_losses", {}))
 
+def _skip_done(out: Path, info: DistInfo, log) -> TrainResult:
+    """A finished run with the same config: nothing to train, its done.json reported."""
+    if info.is_main:
+        log(f"sa4depth train: {out} is already trained (done.json, same config): nothing to do")
+    with open(out / "done.json") as f:
+        d = json.load(f)
+    return TrainResult("skipped", int(d.get("steps", 0)), out, 0, d.get("final_losses", {}))
+
+
+def _setup(cfg: Config, out: Path, device: torch.device, info: DistInfo, log, t_start: float,
+           train_set: Any) -> _Run:
+    """Determinism switches, seeding, model, optimiser, dataset / epoch length, schedule, GradScaler,
+    DDP wrapper. Writes nothing (the run directory is changed only once all of this worked)."""
     tc = cfg.train
     if tc.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -404,164 +486,193 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
 
         ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                         find_unused_parameters=bool(cfg.refine.enabled or cfg.matcher.enabled))
+    return _Run(cfg=cfg, out=out, device=device, info=info, log=log, t_start=t_start, model=model,
+                ddp_model=ddp_model, params=params, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                use_amp=use_amp, dataset=dataset, samples=n, steps_per_epoch=steps_per_epoch,
+                total_steps=total_steps)
 
-    step, elapsed_before = 0, 0.0
-    last_ck = out / "checkpoints" / "last.pt"
+
+def _restore(run: _Run, state: str) -> None:
+    """``fresh``: rank 0 moves a previous run aside and writes config.yaml (:func:`_start_fresh`);
+    ``resume``: module / optimiser / scheduler / scaler / RNG states and the step from
+    checkpoints/last.pt (each rank its own RNG state)."""
+    info = run.info
     if state == "fresh" and info.is_main:
-        _start_fresh(cfg, out)
-    if state == "resume":
-        ck = load_checkpoint(last_ck, map_location=device)
-        if ck.get("total_steps") != total_steps or ck.get("steps_per_epoch") != steps_per_epoch:
-            raise ValueError(f"{last_ck}: made for {ck.get('total_steps')} steps x {ck.get('steps_per_epoch')} "
-                             f"per epoch, this run has {total_steps} x {steps_per_epoch}")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        step = int(ck["step"])
-        elapsed_before = float(ck.get("elapsed_s", 0.0))
-        rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
-        rng = rngs[info.rank] if info.rank < len(rngs) else rngs[0]  # world size may change on resume
-        restore_rng(rng)
-        if info.is_main:
-            log(f"sa4depth train: resuming {out} at step {step}/{total_steps}")
+        _start_fresh(run.cfg, run.out)
+    if state != "resume":
+        return
+    ck = load_checkpoint(run.last_ck, map_location=run.device)
+    if ck.get("total_steps") != run.total_steps or ck.get("steps_per_epoch") != run.steps_per_epoch:
+        raise ValueError(f"{run.last_ck}: made for {ck.get('total_steps')} steps x {ck.get('steps_per_epoch')} "
+                         f"per epoch, this run has {run.total_steps} x {run.steps_per_epoch}")
+    run.model.load_state_dict(ck["model"])
+    run.optimizer.load_state_dict(ck["optimizer"])
+    run.scheduler.load_state_dict(ck["scheduler"])
+    run.scaler.load_state_dict(ck["scaler"])
+    run.step = int(ck["step"])
+    run.elapsed_before = float(ck.get("elapsed_s", 0.0))
+    rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
+    rng = rngs[info.rank] if info.rank < len(rngs) else rngs[0]  # world size may change on resume
+    restore_rng(rng)
+    if info.is_main:
+        run.log(f"sa4depth train: resuming {run.out} at step {run.step}/{run.total_steps}")
 
-    csv_log = CSVLog(out / "log.csv", resume_step=step if state == "resume" else None) if info.is_main else None
-    tb = TBLog(out / "tb", purge_step=step if state == "resume" else None) if info.is_main else None
-    monitor = None
-    if info.is_main and tc.monitor_every > 0:
+
+
+def _open_logs(run: _Run, resumed: bool, progress: bool | None, progress_every: float) -> None:
+    """log.csv / TensorBoard (rows after a resumed step dropped), the scale monitor and its row of the
+    untrained model (step 0), the tqdm bar or the progress lines."""
+    cfg, info = run.cfg, run.info
+    if info.is_main:
+        run.csv_log = CSVLog(run.out / "log.csv", resume_step=run.step if resumed else None)
+        run.tb = TBLog(run.out / "tb", purge_step=run.step if resumed else None)
+    if info.is_main and cfg.train.monitor_every > 0:
         from sa4depth.train.monitor import ScaleMonitor
 
-        monitor = ScaleMonitor.from_config(cfg, device, log)
-
-    def monitor_row(at_step: int, vals: dict[str, float]) -> dict[str, float]:
-        """Monitor values (``mon/*``) merged into the logged row of ``at_step``, also to TensorBoard."""
-        assert monitor is not None
-        mon = {f"mon/{k}": v for k, v in monitor(model).items()}
-        tb.write(at_step, {f"monitor/{k[4:]}": v for k, v in mon.items()})  # type: ignore[union-attr]
-        return {**vals, **mon}
-
-    if monitor is not None and step == 0:  # the untrained model: where every curve starts
-        row0 = monitor_row(0, {})
-        csv_log.write({"step": 0, "epoch": 0, **{k: f"{v:.6g}" for k, v in row0.items()},  # type: ignore[union-attr]
-                       "lr": f"{optimizer.param_groups[0]['lr']:.6g}", "time": f"{elapsed_before:.2f}"})
-
-    def checkpoint() -> None:
-        rngs: Any = capture_rng()
-        if info.enabled:
-            import torch.distributed as dist
-
-            gathered: list[Any] = [None] * info.world_size
-            dist.all_gather_object(gathered, rngs)
-            rngs = gathered
-        if info.is_main:
-            save_checkpoint(last_ck, {
-                "step": step, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
-                "elapsed_s": elapsed_before + time.time() - t_start, "config": cfg.to_dict(),
-                "world_size": info.world_size,
-            })
+        run.monitor = ScaleMonitor.from_config(cfg, run.device, run.log)
+    if run.monitor is not None and run.step == 0:  # the untrained model: where every curve starts
+        row0 = _monitor_row(run, 0, {})
+        run.csv_log.write({"step": 0, "epoch": 0, **{k: f"{v:.6g}" for k, v in row0.items()},  # type: ignore[union-attr]
+                           "lr": f"{run.optimizer.param_groups[0]['lr']:.6g}", "time": f"{run.elapsed_before:.2f}"})
 
     from tqdm import tqdm
 
     show = progress if progress is not None else sys.stderr.isatty()
-    bar = tqdm(total=total_steps, initial=step, disable=not (show and info.is_main), desc="train",
-               dynamic_ncols=True)
-    lines = _ProgressLines(total_steps, step, progress_every, log) if info.is_main and not show else None
-    last_logs: dict[str, float] = {}
-    last_monitor: dict[str, float] = {}
-    status, exit_code = "done", 0
-    autocast = (lambda: torch.autocast(device_type="cuda", dtype=torch.float16)) if use_amp else nullcontext
-    model.train()
-    with _SignalFlag() as sig:
-        while step < total_steps:
-            epoch, pos = divmod(step, steps_per_epoch)
-            sampler = EpochBatchSampler(n, tc.batch_size, int(cfg.seed), epoch, info.rank, info.world_size,
-                                        start_batch=pos, max_batches=steps_per_epoch)
-            loader = make_train_loader(dataset, sampler, cfg.data.num_workers, pin_memory=device.type == "cuda")
-            for batch in loader:
-                inputs = batch_to_device(batch, device, non_blocking=True)
-                model.step = step  # optimiser steps taken so far (loss.automask_after)
-                with autocast():
-                    loss, logs = ddp_model(inputs)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"step {step + 1}: non-finite loss {loss.item()} "
-                                             f"({ {k: float(v) for k, v in logs.items()} })")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if tc.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                bar.update(1)
-                if lines is not None:
-                    lines.update(step, loss)
-                # every rank takes the same branch (all_reduce_mean); only rank 0 measures
-                at_monitor = tc.monitor_every > 0 and (step % tc.monitor_every == 0 or step == total_steps)
-                if step % tc.log_every == 0 or step == total_steps or at_monitor:
-                    vals = {k: float(v) for k, v in logs.items()}
-                    vals = all_reduce_mean(vals, info, device)
-                    last_logs = vals
-                    if at_monitor and monitor is not None:
-                        vals = monitor_row(step, vals)
-                        last_monitor = {k[4:]: v for k, v in vals.items() if k.startswith("mon/")}
-                    if info.is_main:
-                        lr = optimizer.param_groups[0]["lr"]
-                        row = {"step": step, "epoch": epoch, **{k: f"{v:.6g}" for k, v in vals.items()},
-                               "lr": f"{lr:.6g}", "time": f"{elapsed_before + time.time() - t_start:.2f}"}
-                        csv_log.write(row)  # type: ignore[union-attr]
-                        tb.write(step, {f"train/{k}": v for k, v in vals.items() if not k.startswith("mon/")}  # type: ignore[union-attr]
-                                 | {"train/lr": lr})
-                        bar.set_postfix(loss=f"{vals.get('loss', math.nan):.4f}")
-                stop = sig.received is not None
-                if info.enabled:
-                    import torch.distributed as dist
+    run.bar = tqdm(total=run.total_steps, initial=run.step, disable=not (show and info.is_main), desc="train",
+                   dynamic_ncols=True)
+    if info.is_main and not show:
+        run.lines = _ProgressLines(run.total_steps, run.step, progress_every, run.log)
 
-                    t = torch.tensor([1.0 if stop else 0.0], device=device)
-                    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-                    stop = bool(t.item() > 0)
-                if step % tc.checkpoint_every == 0 or stop or step == total_steps or step == stop_after:
-                    checkpoint()
-                if stop_after is not None and step == stop_after:
-                    bar.close()
-                    raise StopTraining(f"stopped after step {step} (test hook)")
-                if stop and step < total_steps:
-                    status, exit_code = "preempted", EXIT_PREEMPTED
-                    break
-                if step >= total_steps:
-                    break
-            if status == "preempted":
-                break
-    bar.close()
-    wall = elapsed_before + time.time() - t_start
-    if tb is not None:
-        tb.close()
+
+def _monitor_row(run: _Run, at_step: int, vals: dict[str, float]) -> dict[str, float]:
+    """Monitor values (``mon/*``) merged into the logged row of ``at_step``, also to TensorBoard."""
+    assert run.monitor is not None
+    mon = {f"mon/{k}": v for k, v in run.monitor(run.model).items()}
+    run.tb.write(at_step, {f"monitor/{k[4:]}": v for k, v in mon.items()})  # type: ignore[union-attr]
+    return {**vals, **mon}
+
+
+def _epoch_loader(run: _Run, epoch: int, pos: int):
+    """The batches of ``epoch`` from batch ``pos`` on (this rank's shard; the order is a function of
+    (seed, epoch))."""
+    tc, info = run.cfg.train, run.info
+    sampler = EpochBatchSampler(run.samples, tc.batch_size, int(run.cfg.seed), epoch, info.rank, info.world_size,
+                                start_batch=pos, max_batches=run.steps_per_epoch)
+    return make_train_loader(run.dataset, sampler, run.cfg.data.num_workers, pin_memory=run.device.type == "cuda")
+
+
+def _step(run: _Run, batch: Any, epoch: int) -> None:
+    """One optimiser step on ``batch`` (AMP, gradient clipping, schedule), then the progress bar /
+    lines and, at log and monitor steps, the row of log.csv and TensorBoard."""
+    tc = run.cfg.train
+    inputs = batch_to_device(batch, run.device, non_blocking=True)
+    with run.autocast():
+        # step: optimiser steps taken so far (loss.automask_after); DDP passes keywords through
+        loss, logs = run.ddp_model(inputs, step=run.step)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"step {run.step + 1}: non-finite loss {loss.item()} "
+                                 f"({ {k: float(v) for k, v in logs.items()} })")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if tc.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.params, tc.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.step += 1
+    run.bar.update(1)
+    if run.lines is not None:
+        run.lines.update(run.step, loss)
+    _log_step(run, epoch, logs)
+
+
+def _log_step(run: _Run, epoch: int, logs: dict[str, torch.Tensor]) -> None:
+    """At log steps (``train.log_every``, the last step) and monitor steps: the ranks' mean of the
+    logged terms, the monitor (rank 0), a log.csv row and TensorBoard scalars (rank 0)."""
+    tc, info, step = run.cfg.train, run.info, run.step
+    # every rank takes the same branch (all_reduce_mean); only rank 0 measures
+    at_monitor = tc.monitor_every > 0 and (step % tc.monitor_every == 0 or step == run.total_steps)
+    if not (step % tc.log_every == 0 or step == run.total_steps or at_monitor):
+        return
+    vals = {k: float(v) for k, v in logs.items()}
+    vals = all_reduce_mean(vals, info, run.device)
+    run.last_logs = vals
+    if at_monitor and run.monitor is not None:
+        vals = _monitor_row(run, step, vals)
+        run.last_monitor = {k[4:]: v for k, v in vals.items() if k.startswith("mon/")}
+    if info.is_main:
+        lr = run.optimizer.param_groups[0]["lr"]
+        row = {"step": step, "epoch": epoch, **{k: f"{v:.6g}" for k, v in vals.items()},
+               "lr": f"{lr:.6g}", "time": f"{run.elapsed():.2f}"}
+        run.csv_log.write(row)  # type: ignore[union-attr]
+        run.tb.write(step, {f"train/{k}": v for k, v in vals.items() if not k.startswith("mon/")}  # type: ignore[union-attr]
+                     | {"train/lr": lr})
+        run.bar.set_postfix(loss=f"{vals.get('loss', math.nan):.4f}")
+
+
+def _stop_requested(run: _Run, sig: _SignalFlag) -> bool:
+    """Whether a rank received SIGTERM / SIGUSR1 (every rank gets the same answer)."""
+    stop = sig.received is not None
+    if run.info.enabled:
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if stop else 0.0], device=run.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        stop = bool(t.item() > 0)
+    return stop
+
+
+def _checkpoint(run: _Run) -> None:
+    """checkpoints/last.pt (rank 0) with every rank's RNG state (gathered)."""
+    info = run.info
+    rngs: Any = capture_rng()
+    if info.enabled:
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * info.world_size
+        dist.all_gather_object(gathered, rngs)
+        rngs = gathered
+    if info.is_main:
+        save_checkpoint(run.last_ck, {
+            "step": run.step, "total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch,
+            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": rngs,
+            "elapsed_s": run.elapsed(), "config": run.cfg.to_dict(),
+            "world_size": info.world_size,
+        })
+
+
+def _finish(run: _Run, status: str) -> TrainResult:
+    """``preempted``: the exit-code-3 result (the checkpoint is written). ``done``: model.pt, then
+    done.json (rank 0), and the replaced previous run removed."""
+    run.bar.close()
+    wall = run.elapsed()
+    if run.tb is not None:
+        run.tb.close()
+    info, out, step, last_logs = run.info, run.out, run.step, run.last_logs
     if status == "preempted":
         if info.is_main:
-            log(f"sa4depth train: signal received, checkpoint written at step {step} ({last_ck}); "
-                f"rerun the same command to resume (exit code {EXIT_PREEMPTED})")
-        return TrainResult(status, step, out, exit_code, last_logs, wall)
+            run.log(f"sa4depth train: signal received, checkpoint written at step {step} ({run.last_ck}); "
+                    f"rerun the same command to resume (exit code {EXIT_PREEMPTED})")
+        return TrainResult(status, step, out, EXIT_PREEMPTED, last_logs, wall)
 
     if info.is_main:
         from sa4depth.models.io import save_model_file
 
-        model_path = save_model_file(out / "model.pt", cfg, model.named_modules_for_saving(),
+        model_path = save_model_file(out / "model.pt", run.cfg, run.model.named_modules_for_saving(),
                                      extra={"step": step, "final_losses": last_logs})
         write_json_atomic(out / "done.json", {
-            "status": "done", "steps": step, "epochs": math.ceil(step / steps_per_epoch),
+            "status": "done", "steps": step, "epochs": math.ceil(step / run.steps_per_epoch),
             "wall_time_s": round(wall, 3), "final_losses": last_logs,
             "model": "model.pt", "model_sha256": sha256_file(model_path),
-            "checkpoint": "checkpoints/last.pt", "checkpoint_sha256": sha256_file(last_ck),
-            "device": str(device), "world_size": info.world_size, "seed": int(cfg.seed),
-            "samples": n, "steps_per_epoch": steps_per_epoch, **model.matcher_info,
-            **({"monitor": last_monitor} if last_monitor else {}),
+            "checkpoint": "checkpoints/last.pt", "checkpoint_sha256": sha256_file(run.last_ck),
+            "device": str(run.device), "world_size": info.world_size, "seed": int(run.cfg.seed),
+            "samples": run.samples, "steps_per_epoch": run.steps_per_epoch, **run.model.matcher_info,
+            **({"monitor": run.last_monitor} if run.last_monitor else {}),
         })
         if (out / REPLACED_DIR).exists():  # the new result exists: the replaced run can go
             shutil.rmtree(out / REPLACED_DIR)
-        log(f"sa4depth train: done, {step} steps in {wall:.1f} s, final loss {last_logs.get('loss', math.nan):.4f}"
-            f" -> {out / 'model.pt'}")
+        run.log(f"sa4depth train: done, {step} steps in {wall:.1f} s, final loss "
+                f"{last_logs.get('loss', math.nan):.4f} -> {out / 'model.pt'}")
     return TrainResult(status, step, out, 0, last_logs, wall)
