@@ -302,7 +302,7 @@ def test_rules_pass_the_jobs_threads():
     """train / evaluate / bench infer rules hand Snakemake's `threads` (the job's allocation) to --threads."""
     for name in ("train.smk", "evaluate.smk"):
         text = (REPO / "workflow" / "rules" / name).read_text()
-        cmds = re.findall(r'"sa4depth (?:train|evaluate \w+|bench infer)[^"]*"(?:\s*"[^"]*")*', text)
+        cmds = re.findall(r'"sa4depth (?:train|evaluate [\w{}.]+|bench infer)[^"]*"(?:\s*"[^"]*")*', text)
         assert cmds, name
         for c in cmds:
             assert "--threads {threads}" in c, c

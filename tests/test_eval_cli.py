@@ -7,7 +7,7 @@ import pytest
 from sa4depth.cli import main
 from sa4depth.evaluate.depth import load_predictions
 from sa4depth.evaluate.odometry import write_kitti_poses
-from sa4depth.evaluate.provenance import hash_files
+from sa4depth.files import hash_files
 
 
 def _gt_npz(path, n=3, shape=(20, 60), depth=10.0):

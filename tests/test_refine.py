@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sa4depth.config import load_config
+from sa4depth.config import Config, load_config
 from sa4depth.geometry import invert_pose, matrix_to_axis_angle, se3_exp, se3_log
 from sa4depth.refine.jacobians import (
     image_to_feature_coords,
@@ -295,9 +295,12 @@ def test_fixed_damping_and_bad_config():
     ref = SA4DepthRefiner(cfg)
     assert not any(p is ref.damping_logit for p in ref.parameters())
     torch.testing.assert_close(ref.damping, torch.full((6,), 1e-3))
-    cfg = load_config(data="synthetic", scale="tiny", overrides=["refine.damping_init=1e3"])
+    with pytest.raises(ValueError, match="damping_init"):  # outside [damping_min, damping_max]: the config says so
+        load_config(data="synthetic", scale="tiny", overrides=["refine.damping_init=1e3"])
+    bad = load_config(data="synthetic", scale="tiny").to_dict()
+    bad["refine"]["damping_init"] = 1e3  # a config built by hand, past the checks: the refiner says so too
     with pytest.raises(ValueError, match="damping_init"):
-        SA4DepthRefiner(cfg)
+        SA4DepthRefiner(Config(bad))
     cfg = load_config(data="synthetic", scale="tiny", overrides=["refine.features=image"])
     ref = SA4DepthRefiner(cfg)
     B, h, w = 1, cfg.data.height, cfg.data.width

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import copy
 import difflib
-import io
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+
+from sa4depth import files as _files
 
 __all__ = [
     "Config",
@@ -102,7 +103,7 @@ class Config(dict):
         return _unwrap(self)
 
     def dump(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return _files.dump_yaml(self.to_dict(), default_flow_style=None)
 
 
 def _wrap(v: Any) -> Any:
@@ -183,16 +184,9 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+def _flatten(d: Mapping) -> dict[str, Any]:
     """Nested mapping -> {dotted key: leaf}. Dotted keys inside the YAML are allowed too."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and not _is_leaf_mapping(key):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+    return _files.flatten(d, leaf=_is_leaf_mapping)
 
 
 # Keys whose value is itself a free-form mapping (leaf), not a config section.
@@ -607,14 +601,7 @@ def _names(d: Path) -> str:
 
 def save_config(cfg: Mapping, path: str | os.PathLike) -> Path:
     """Write the resolved config atomically (tmp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(_unwrap(cfg), sort_keys=False, default_flow_style=None)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return _files.write_text_atomic(path, _files.dump_yaml(_unwrap(cfg), default_flow_style=None))
 
 
 def load_resolved(path: str | os.PathLike) -> Config:
@@ -721,8 +708,3 @@ def apply_overrides(cfg: Mapping, files: Iterable[str | os.PathLike] = (),
         nested["meta"] = {**meta, "layers": [*(meta.get("layers") or []), *layers]}
     return Config(nested)
 
-
-def dump_yaml(obj: Any) -> str:
-    buf = io.StringIO()
-    yaml.safe_dump(_unwrap(obj), buf, sort_keys=False)
-    return buf.getvalue()

@@ -19,19 +19,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from sa4depth.config import load_row  # noqa: E402
+from sa4depth.files import dump_yaml, write_text_atomic  # noqa: E402
 from sa4depth.report import plan as P  # noqa: E402
 
 SNAKE = "snakemake --profile workflow/profiles/local --config data=${data} scale=${scale} seeds=${seeds} --"
-TRAIN_CODE = ["src/sa4depth/config.py", "src/sa4depth/geometry.py", "src/sa4depth/losses.py", "src/sa4depth/models",
+TRAIN_CODE = ["src/sa4depth/config.py", "src/sa4depth/files.py", "src/sa4depth/geometry.py", "src/sa4depth/losses.py", "src/sa4depth/models",
               "src/sa4depth/refine", "src/sa4depth/train", "src/sa4depth/data", "src/sa4depth/evaluate",
               "src/sa4depth/commands/train.py", "src/sa4depth/commands/evaluate.py", "src/sa4depth/benchmarks/infer.py"]
-REPORT_CODE = ["src/sa4depth/report", "src/sa4depth/commands/table.py", "src/sa4depth/commands/audit.py"]
+REPORT_CODE = ["src/sa4depth/report", "src/sa4depth/files.py", "src/sa4depth/commands/table.py",
+               "src/sa4depth/commands/audit.py"]
 PRESETS = ["params/base.yaml", "params/constraints.yaml", "params/data/${data}.yaml", "params/scale/${scale}.yaml"]
 FIG_EXPS = ["md2_50", "sa4depth_md2_50", "odom_md2_50", "odom_sa4depth_md2_50"]
 
@@ -90,7 +90,7 @@ def build() -> dict:
     # its inputs are copied under results/claims/runs/ and committed with it (git, not the DVC cache)
     stages["claims"] = {
         "cmd": "snakemake --profile workflow/profiles/local --config data=${data} -- claims",
-        "deps": [*TRAIN_CODE, *REPORT_CODE, "src/sa4depth/commands/claims.py"],
+        "deps": list(dict.fromkeys([*TRAIN_CODE, *REPORT_CODE, "src/sa4depth/commands/claims.py"])),
         "params": [{"params/claims.yaml": None}, {"params/scale/study.yaml": None}, {"params/experiments.yaml": None}],
         "outs": [{"results/claims/claims.md": {"cache": False}}, {"results/claims/fig_monitor.png": {"cache": False}}],
         "metrics": [{"results/claims/claims.json": {"cache": False}}],
@@ -104,7 +104,7 @@ def render() -> str:
             "# Checkpoints (runs/) and evaluation JSONs are cached outputs; tables and per-experiment summaries\n"
             "# are DVC metrics (`dvc metrics diff`). After `dvc pull` in a fresh clone, `snakemake -n table_vi`\n"
             "# has nothing to retrain (the data inputs of training are ancient(); reruns follow the config hash).\n")
-    return head + yaml.safe_dump(build(), sort_keys=False, width=120)
+    return head + dump_yaml(build(), width=120)
 
 
 def main(argv=None) -> int:
@@ -121,9 +121,7 @@ def main(argv=None) -> int:
             return 1
         print(f"{out} is up to date")
         return 0
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_text_atomic(out, text, mkdir=False)
     print(f"wrote {out} ({len(build()['stages'])} stages)")
     return 0
 

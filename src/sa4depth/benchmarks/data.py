@@ -8,7 +8,6 @@ The first pass with the cache fills it (reported as ``cache-fill``), the second 
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from sa4depth.commands import add_option
 from sa4depth.config import add_config_args, config_from_args
+from sa4depth.files import write_json_atomic
 
 
 def add_arguments(p) -> None:
@@ -78,10 +78,7 @@ def run(args) -> int:
     finally:
         shutil.rmtree(tmp_cache, ignore_errors=True)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({"rows": rows, "dataset": cfg.data.dataset, "size": [cfg.data.height, cfg.data.width],
-                                   "config_layers": cfg.meta.layers, "cpu_count": os.cpu_count()}, indent=2))
-        os.replace(tmp, out)
+        write_json_atomic(args.out, {"rows": rows, "dataset": cfg.data.dataset, "size": [cfg.data.height, cfg.data.width],
+                                     "config_layers": cfg.meta.layers, "cpu_count": os.cpu_count()},
+                          trailing_newline=False)
     return 0

@@ -68,7 +68,8 @@ def time_depth_net(net, height: int, width: int, batch: int, device: str, warmup
 def run(args) -> int:
     import torch
 
-    from sa4depth.evaluate.provenance import git_info, write_json_atomic
+    from sa4depth.evaluate.provenance import git_info, to_jsonable
+    from sa4depth.files import write_json_atomic
 
     from sa4depth.device import resolve_device, set_threads
 
@@ -98,5 +99,5 @@ def run(args) -> int:
           f"{res['fps']:.1f} FPS  median {res['latency_median_s'] * 1e3:.2f} ms "
           f"(p10 {res['latency_p10_s'] * 1e3:.2f}, p90 {res['latency_p90_s'] * 1e3:.2f})")
     if args.out:
-        print(f"-> wrote {write_json_atomic(out, args.out)}")
+        print(f"-> wrote {write_json_atomic(args.out, to_jsonable(out), allow_nan=False)}")
     return 0

@@ -7,13 +7,12 @@ the driving profile. ``--out JSON`` also writes the rows (atomically).
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 from sa4depth.commands import add_option
+from sa4depth.files import write_json_atomic
 
 PROFILES = ("driving", "dynamic", "indoor")
 
@@ -68,10 +67,6 @@ def run(args) -> int:
             print(f"{scale:6s} {prof:8s} {r['width']:5d}x{r['height']:<4d} {r['fps_wall']:7.2f} fps  "
                   f"{r['ms_per_frame_wall']:8.1f} ms/frame wall  {r['ms_per_frame_cpu']:8.1f} ms/frame cpu{lid}", flush=True)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
         meta = {"machine": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()}
-        tmp.write_text(json.dumps({"benchmark": "synth", "meta": meta, "rows": rows}, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_json_atomic(args.out, {"benchmark": "synth", "meta": meta, "rows": rows})
     return 0

@@ -18,13 +18,11 @@ of step times (SA4Depth / baseline).
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-from pathlib import Path
 
 from sa4depth.commands import add_device_arg, add_option, add_threads_arg
 from sa4depth.config import add_override_args, add_set_alias, overrides_of
+from sa4depth.files import write_json_atomic
 
 
 def add_arguments(p) -> None:
@@ -100,7 +98,7 @@ def _measure(job: dict) -> dict:
 
     def step():
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            loss, _ = model(batch)
+            loss, _ = model(batch, step=0)  # automasking as at the first optimiser step
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -181,11 +179,7 @@ def run(args) -> int:
                 r["overhead_vs_baseline"] = r["step_s"] / base["step_s"]
                 print(f"SA4Depth overhead, Md2-{r['layers']} {r['scale']}: x{r['overhead_vs_baseline']:.2f} step time")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({"benchmark": "train", "results": results}, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_json_atomic(args.out, {"benchmark": "train", "results": results})
     return 1 if any("error" in r for r in results) else 0
 
 

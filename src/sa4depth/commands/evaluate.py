@@ -183,15 +183,14 @@ def _gt_cache_problem(gt: Path, split_file: Path) -> str | None:
 
     Our exports record the sha256 of the split file they were made from; a file with ``keys`` but
     no record is an older export of ours; one with neither is someone else's (Monodepth2's own)."""
-    import hashlib
-
+    from sa4depth.files import sha256_file
     from sa4depth.safeio import load_npz, npz_names
 
     names = npz_names(gt)
     if "split_sha256" not in names:
         return "exported before split records were kept" if "keys" in names else "foreign: no split record"
     recorded = str(load_npz(gt, ["split_sha256"])["split_sha256"])
-    if recorded != hashlib.sha256(split_file.read_bytes()).hexdigest():
+    if recorded != sha256_file(split_file):
         return f"exported from another version of {split_file}"
     return None
 
@@ -234,12 +233,13 @@ def _predict(cfg, model_path: Path, split: str, device: str):
 
 
 def _write(args, kind: str, protocol: str, result: dict[str, Any], cfg, data_files, device) -> int:
-    from sa4depth.evaluate.provenance import provenance, write_json_atomic
+    from sa4depth.evaluate.provenance import provenance, to_jsonable
+    from sa4depth.files import write_json_atomic
 
     prov = provenance(protocol=protocol, data_files=data_files, cfg=cfg, seed=cfg.get("seed"), device=device,
                       argv=list(sys.argv))
     out = {"evaluation": kind, **result, "provenance": prov}
-    path = write_json_atomic(out, args.out)
+    path = write_json_atomic(args.out, to_jsonable(out), allow_nan=False)
     print(f"-> wrote {path}")
     return 0
 

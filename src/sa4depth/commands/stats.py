@@ -11,13 +11,11 @@ or no dataset root exists), else 0.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-from pathlib import Path
 
 from sa4depth.commands import add_option
 from sa4depth.config import add_config_args, config_from_args
+from sa4depth.files import write_json_atomic
 
 #: Counts of the real datasets as used by Monodepth2 / ManyDepth / the paper (for comparison).
 PAPER_COUNTS = {
@@ -96,11 +94,7 @@ def run(args) -> int:
         paper = "" if r["paper"] is None else str(r["paper"])
         print(f"{r['dataset']:<11} {r['split']:<22} {cnt:>8} {paper:>8}  {r['note']}")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({"rows": rows, "config_layers": cfg.meta.layers}, indent=2))
-        os.replace(tmp, out)
+        write_json_atomic(args.out, {"rows": rows, "config_layers": cfg.meta.layers}, trailing_newline=False)
     counted = [r for r in rows if r["count"] is not None]
     # with every dataset requested, a missing root only means that dataset is not installed
     broken = [r for r in rows if r["count"] is None and (r["split"] != "-" or not counted)]

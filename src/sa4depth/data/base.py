@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sa4depth.files import atomic_open
+
 from . import transforms as T
 from .io import read_depth_png, read_image
 
@@ -144,11 +146,8 @@ class MonoDataset(torch.utils.data.Dataset):
             im = im.crop((0, 0, w, int(round(h * ref.keep_top))))
         if self.cache_dir is not None:
             im = im.resize((self.width, self.height), T.LANCZOS)
-            cp.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cp.with_name(f"{cp.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
+            with atomic_open(cp, "wb", unique=True) as fh:  # loader workers may write the same file
                 np.save(fh, np.asarray(im, dtype=np.uint8), allow_pickle=False)
-            os.replace(tmp, cp)
         return im
 
     # ------------------------------------------------------------------ sample

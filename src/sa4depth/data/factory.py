@@ -30,10 +30,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from sa4depth.files import save_npz_atomic, sha256_file
+
 from .base import MonoDataset
 from .cityscapes import (CityscapesTestDataset, CityscapesTripletDataset, load_cityscapes_gt_depth,
                          read_cityscapes_split)
-from .io import atomic_save_npz, read_depth_png, read_split_file
+from .io import read_depth_png, read_split_file
 from .kitti import KittiOdomDataset, KittiRawDataset, read_kitti_split
 from .kitti_geometry import generate_depth_map
 from .nyu import NyuTestDataset, NyuTrainDataset, load_nyu_gt_depth
@@ -235,10 +237,8 @@ def export_gt_depths(cfg, split_name: str, out_npz: str | os.PathLike) -> Path:
     Also stores ``keys`` (the split lines) and ``split_sha256`` (of the split's test_files.txt),
     so a cached file is checked against the split it was exported from. Written atomically.
     """
-    import hashlib
-
     sf = split_file(cfg, split_name, "test_files.txt", dataset_root(cfg, _eval_dataset_name(split_name)))
-    split_sha = hashlib.sha256(Path(sf).read_bytes()).hexdigest()
+    split_sha = sha256_file(sf)
     keys, depths = [], []
     for k, d in iter_gt_depths(cfg, split_name):
         keys.append(k)
@@ -248,7 +248,7 @@ def export_gt_depths(cfg, split_name: str, out_npz: str | os.PathLike) -> Path:
     arr = np.empty(len(depths), dtype=object)
     for i, d in enumerate(depths):
         arr[i] = d
-    return atomic_save_npz(out_npz, data=arr, keys=np.array(keys), split_sha256=np.array(split_sha))
+    return save_npz_atomic(out_npz, data=arr, keys=np.array(keys), split_sha256=np.array(split_sha))
 
 
 def load_test_images(cfg, split_name: str | None = None, resize: bool = True) -> Iterator[tuple[torch.Tensor, str]]:

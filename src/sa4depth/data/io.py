@@ -34,7 +34,6 @@ __all__ = [
     "read_image",
     "read_image_size",
     "read_depth_png",
-    "write_depth_png",
     "read_calib_file",
     "read_poses_file",
     "read_oxts_file",
@@ -43,7 +42,6 @@ __all__ = [
     "read_seconds_file",
     "read_split_file",
     "read_cam_txt",
-    "atomic_save_npz",
 ]
 
 PathLike = str | os.PathLike
@@ -166,12 +164,6 @@ def read_uint16_png(path: PathLike, what: str = "16-bit PNG") -> np.ndarray:
     arr = _read_single_channel_png(path, what)
     _require_16bit(arr, path, what)
     return arr.astype(np.float64)
-
-
-def write_depth_png(path: PathLike, depth_m: np.ndarray) -> None:
-    """Inverse of :func:`read_depth_png` (used by test fixtures and caches)."""
-    v = np.clip(np.round(np.asarray(depth_m, np.float64) * 256.0), 0, 65535).astype(np.uint16)
-    Image.fromarray(v).save(path)
 
 
 @functools.lru_cache(maxsize=256)
@@ -392,13 +384,3 @@ def read_cam_txt(path: PathLike) -> np.ndarray:
         raise ValueError(f"{p}: malformed camera file: focal lengths fx={K[0, 0]:g}, fy={K[1, 1]:g} must be > 0")
     return K
 
-
-def atomic_save_npz(path: PathLike, **arrays) -> Path:
-    """``np.savez_compressed`` to ``path.tmp`` then ``os.replace`` (atomic result file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
-    return path

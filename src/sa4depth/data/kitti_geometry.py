@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import calib_matrix, file_stamp, read_calib_file, read_oxts_file, read_velodyne
+from .io import calib_matrix, file_stamp, read_calib_file, read_velodyne
 from .io import OXTS_ALT, OXTS_LAT, OXTS_LON, OXTS_PITCH, OXTS_ROLL, OXTS_VF, OXTS_VL, OXTS_VU, OXTS_YAW
 
 __all__ = [
@@ -189,7 +189,3 @@ def oxts_speed(packet: np.ndarray) -> float:
     """Speed (m/s) from the OXTS body-frame velocities ``vf, vl, vu``."""
     v = packet[[OXTS_VF, OXTS_VL, OXTS_VU]]
     return float(np.sqrt(np.sum(v * v)))
-
-
-def read_oxts_pose(oxts_dir: Path, frame: int, scale: float) -> np.ndarray:
-    return oxts_to_pose(read_oxts_file(oxts_dir / "data" / f"{frame:010d}.txt"), scale)

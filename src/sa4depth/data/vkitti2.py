@@ -32,13 +32,15 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
+
+from sa4depth.files import write_text_atomic
 
 from .base import FrameRef, MonoDataset, SampleInfo, pose_norm_between, principal_point_check
-from .io import _PIL_ERRORS, _text_lines, check_rotations, read_image_size, read_split_file
+from .io import (_read_single_channel_png, _require_16bit, _text_lines, check_rotations, file_stamp, read_image_size,
+                 read_split_file)
 
 __all__ = ["VKitti2Dataset", "is_vkitti2_release", "read_vkitti2_extrinsics", "read_vkitti2_intrinsics",
            "read_vkitti2_depth", "read_vkitti2_split", "make_vkitti2_splits", "vkitti2_rgb_path",
@@ -97,17 +99,8 @@ def _read_table(path: Path, ncols: int, what: str) -> list[tuple[int, int, int, 
     return rows
 
 
-def _stamp(path: str) -> tuple[str, int, int]:
-    """Cache key: a file rewritten in place is parsed again."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return path, -1, -1
-    return path, st.st_mtime_ns, st.st_size
-
-
 def _extrinsics_cached(path: str) -> dict[tuple[int, int], np.ndarray]:
-    return _extrinsics_parse(*_stamp(path))
+    return _extrinsics_parse(path, *file_stamp(path))  # a file rewritten in place is parsed again
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,7 +122,7 @@ def read_vkitti2_extrinsics(path: str | os.PathLike) -> dict[tuple[int, int], np
 
 
 def _intrinsics_cached(path: str) -> dict[tuple[int, int], tuple[float, float, float, float]]:
-    return _intrinsics_parse(*_stamp(path))
+    return _intrinsics_parse(path, *file_stamp(path))
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,16 +145,8 @@ def read_vkitti2_intrinsics(path: str | os.PathLike) -> dict[tuple[int, int], tu
 def read_vkitti2_depth(path: str | os.PathLike) -> np.ndarray:
     """uint16 centimetre depth PNG -> float32 metres; 0 and the far value 65535 (sky) -> 0."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: VKITTI2 depth PNG not found")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            arr = np.asarray(im)
-    except _PIL_ERRORS as e:
-        raise ValueError(f"{p}: unreadable or corrupt depth PNG ({type(e).__name__}: {e})") from None
-    if arr.ndim != 2 or arr.dtype not in (np.uint16, np.int32) or arr.size == 0:
-        raise ValueError(f"{p}: VKITTI2 depth must be a single-channel 16-bit PNG, got {arr.dtype} {arr.shape}")
+    arr = _read_single_channel_png(p, "VKITTI2 depth PNG")
+    _require_16bit(arr, p, "VKITTI2 depth PNG")
     d = arr.astype(np.float32) / 100.0
     d[(arr <= 0) | (arr >= VKITTI2_FAR_VALUE)] = 0.0
     return d
@@ -178,7 +163,7 @@ class _VkDepth:
 
 
 def _image_size(path: str) -> tuple[int, int]:
-    return _image_size_parse(*_stamp(path))
+    return _image_size_parse(path, *file_stamp(path))
 
 
 @functools.lru_cache(maxsize=64)
@@ -281,14 +266,6 @@ def _sequence_frames(root: Path, seq: str, camera: int) -> int:
     return n
 
 
-def _atomic_lines(path: Path, lines: Iterable[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{ln}\n" for ln in lines))
-    os.replace(tmp, path)
-    return path
-
-
 def make_vkitti2_splits(root: str | os.PathLike, out_dir: str | os.PathLike, variations: Sequence[str] = ("clone",),
                         val_scenes: Sequence[str] = ("Scene02",), frame_ids: Sequence[int] = (0, -1, 1),
                         camera: int = 0) -> dict[str, Path]:
@@ -328,5 +305,5 @@ def make_vkitti2_splits(root: str | os.PathLike, out_dir: str | os.PathLike, var
         if not ls:
             raise ValueError(f"{root}: the VKITTI2 {name} split would be empty (scenes {scenes}, "
                              f"val_scenes {list(val_scenes)}, variations {list(variations)})")
-        out[name] = _atomic_lines(out_dir / "vkitti2" / f"{name}_files.txt", ls)
+        out[name] = write_text_atomic(out_dir / "vkitti2" / f"{name}_files.txt", "".join(f"{ln}\n" for ln in ls))
     return out

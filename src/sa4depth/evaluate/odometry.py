@@ -30,6 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sa4depth.files import atomic_path, write_text_atomic
+
 __all__ = [
     "ROTATION_TOL",
     "read_kitti_poses",
@@ -109,14 +111,8 @@ def write_kitti_poses(path: str | os.PathLike, poses: np.ndarray) -> Path:
     poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim != 3 or poses.shape[1:] != (4, 4):
         raise ValueError(f"{path}: poses must be (N, 4, 4), got {poses.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for T in poses:
-            f.write(" ".join(f"{v:.12e}" for v in T[:3, :].ravel()) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "".join(" ".join(f"{v:.12e}" for v in T[:3, :].ravel()) + "\n"
+                                           for T in poses))
 
 
 # ----------------------------------------------------------------------------- chaining
@@ -312,9 +308,7 @@ def plot_trajectories(path: str | os.PathLike, gt: np.ndarray, estimates: dict[s
     if title:
         ax.set_title(title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        plt.close(fig)
     return path

@@ -1,15 +1,14 @@
-"""Provenance recorded beside every evaluation number, and atomic JSON output.
+"""Provenance recorded beside every evaluation number.
 
 Every ``sa4depth evaluate ...`` writes one JSON holding the numbers together with the resolved
 config, the git commit (and whether the work tree was dirty), a sha256 over the ground-truth /
 split files used, the seed, the device, the protocol name and the command line
-(see docs/DATA_LAYOUTS.md and the design's "Metrics" contract).
+(see docs/DATA_LAYOUTS.md and the design's "Metrics" contract). A result JSON is written with
+``sa4depth.files.write_json_atomic(path, to_jsonable(obj), allow_nan=False)``.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import math
 import os
 import subprocess
@@ -19,7 +18,9 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["git_info", "hash_files", "provenance", "to_jsonable", "write_json_atomic"]
+from sa4depth.files import hash_files
+
+__all__ = ["git_info", "provenance", "to_jsonable"]
 
 
 def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -39,25 +40,6 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
         return {"commit": commit.stdout.strip(), "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-
-
-def hash_files(paths: Iterable[str | os.PathLike]) -> str | None:
-    """sha256 over the given files, in sorted path order; each file contributes its name and bytes.
-
-    Returns None for an empty list. A missing file is an error naming it.
-    """
-    paths = sorted({str(p) for p in paths})
-    if not paths:
-        return None
-    h = hashlib.sha256()
-    for p in paths:
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"{p}: data file to hash not found")
-        h.update(os.path.basename(p).encode() + b"\0")
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -94,14 +76,3 @@ def provenance(*, protocol: str, data_files: Iterable[str | os.PathLike] = (), c
         "config": dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg) if cfg is not None else None,
     }
 
-
-def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` via ``path.tmp`` + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(to_jsonable(obj), f, indent=2, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from sa4depth.config import Config, ConfigError
+from sa4depth.files import torch_save_atomic
 from sa4depth.models.networks import DepthNet, PoseNet
 
 __all__ = [
@@ -106,11 +107,7 @@ def save_model_file(
             raise ValueError(f"save_model_file({path}): modules[{name!r}] is a {type(mod).__name__}, not a module")
     cfg_dict = cfg.to_dict() if isinstance(cfg, Config) else Config(cfg).to_dict()
     payload = {"format": MODEL_FORMAT, "config": cfg_dict, "state_dicts": sds, **extra}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return torch_save_atomic(path, payload)
 
 
 def read_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

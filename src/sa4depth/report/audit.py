@@ -15,39 +15,27 @@ equal the baseline says so with an explicit ``switch: []``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
 from sa4depth.config import ConfigError, load_config
+from sa4depth.files import flatten, sha256_file, write_json_atomic, write_text_atomic
 from sa4depth.report.tables import provenance_of
 from sa4depth.report.plan import (TableSpec, eval_id, experiment_config, metrics_path, params_dir, row_status,
                                   run_dir, synthetic_paths, DATASET_PROFILE)
 
-__all__ = ["flatten", "config_diff", "row_config", "audit_table", "audit_problems", "audit_markdown", "write_audit"]
+__all__ = ["config_diff", "row_config", "audit_table", "audit_problems", "audit_markdown", "write_audit"]
 
 #: keys that are bookkeeping, not experiment switches
 IGNORED = ("meta.", "seed")
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and key != "data.roots":
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted keys whose values differ between two resolved configs: ``{key: (a, b)}``."""
-    fa, fb = flatten(a), flatten(b)
+    fa, fb = (flatten(c, leaf=lambda key: key == "data.roots") for c in (a, b))
     out = {}
     for k in sorted(set(fa) | set(fb)):
         if k == "seed" or k.startswith("meta."):
@@ -72,14 +60,6 @@ def row_config(spec: TableSpec, row_name: str, data: str, scale: str, seed: int,
         cfg["data"]["splits_dir"] = sp["splits_dir"]
     cfg.pop("meta", None)
     return cfg
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load(path: Path) -> Any:
@@ -134,7 +114,7 @@ def audit_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int], we
                     r["steps"] = d.get("steps") if isinstance(d, dict) else None
                 model = rd / "model.pt"
                 if model.is_file():
-                    r["checkpoint_sha256"] = _sha256(model)
+                    r["checkpoint_sha256"] = sha256_file(model)
                 if (rd / "config.yaml").is_file():
                     saved = _load(rd / "config.yaml") or {}
                     expect = row_config(spec, name, data, scale, s, weights, pdir)
@@ -218,13 +198,7 @@ def audit_markdown(a: Mapping[str, Any]) -> str:
 
 
 def write_audit(a: Mapping[str, Any], out_md: str | Path, out_json: str | Path | None = None) -> None:
-    for path, text in ((out_md, audit_markdown(a)),
-                       (out_json, json.dumps(a, indent=1, default=str) + "\n" if out_json else None)):
-        if path is None or text is None:
-            continue
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, p)
+    if out_md is not None:
+        write_text_atomic(out_md, audit_markdown(a))
+    if out_json:
+        write_json_atomic(out_json, a, indent=1, default=str)

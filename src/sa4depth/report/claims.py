@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -340,7 +339,7 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
     """Write ``claims.json`` / ``claims.md`` atomically; copy every source file under
     ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/`` (and the run's ``log.csv`` and ``config.yaml``
     for ``train`` comparisons: the learning curve and what was trained) so the ledger and its inputs are committed together."""
-    from sa4depth.report.tables import _atomic_write
+    from sa4depth.files import copy_atomic, write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -357,24 +356,18 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                     dst = dst_dir / name
                     if str(src) not in copied:
                         dst_dir.mkdir(parents=True, exist_ok=True)
-                        _copy_atomic(src, dst)
+                        copy_atomic(src, dst)
                         copied[str(src)] = str(dst)
                         if m["eval"] == TRAIN_EVAL:  # the learning curve and the resolved config of the run
                             for extra in ("log.csv", "config.yaml"):
                                 if (src.parent / extra).is_file():
-                                    _copy_atomic(src.parent / extra, dst_dir / extra)
+                                    copy_atomic(src.parent / extra, dst_dir / extra)
                     rel_files.append(str(dst.relative_to(out)))
                 m[f"{side}_files"] = rel_files
     if provenance:
         ledger = {"provenance": dict(provenance), **ledger}
     js = out / "claims.json"
-    _atomic_write(js, json.dumps(ledger, indent=2, sort_keys=False) + "\n")
+    write_json_atomic(js, ledger)
     md = out / "claims.md"
-    _atomic_write(md, ledger_markdown(ledger, provenance))
+    write_text_atomic(md, ledger_markdown(ledger, provenance), encoding="utf-8")
     return [js, md]
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)

@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from sa4depth.files import atomic_path
+
 __all__ = ["per_image_ratios", "plot_scale_factors", "montage", "odometry_plots", "plot_qualitative",
            "pca_rgb", "plot_features", "save_figure", "read_monitor_log", "plot_monitor", "source_info",
            "source_caption", "umeyama_sim3", "align_sim3", "odometry_trajectories", "plot_trajectories"]
@@ -40,13 +42,11 @@ def _plt():
 
 
 def save_figure(fig, out: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save atomically (tmp + rename) and close."""
+    """Save atomically (``<stem>.tmp<suffix>`` + rename: the format follows the suffix) and close."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
-    os.replace(tmp, out)
+    with atomic_path(out, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        _plt().close(fig)
     return out
 
 

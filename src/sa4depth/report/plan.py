@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
 from sa4depth.config import TABLE_ROW_KEYS, ConfigError, load_config, load_yaml, params_dir
 
 __all__ = [
     "TABLES", "EVAL_KINDS", "DATASET_PROFILE", "TableSpec", "Row", "Column",
-    "load_table", "eval_id", "run_dir", "metrics_path", "plot_path", "synth_dir", "paths_file",
+    "load_table", "eval_id", "run_dir", "metrics_path", "synth_dir", "paths_file",
     "experiment_overrides", "experiment_config", "config_hash", "scheduled_rows", "row_status",
     "synthetic_paths",
 ]
@@ -220,11 +218,6 @@ def metrics_path(data: str, scale: str, exp: str, seed: int | str, eid: str,
     return Path(root) / data / scale / exp / f"seed{seed}" / f"{eid}.json"
 
 
-def plot_path(data: str, scale: str, exp: str, seed: int | str, eid: str,
-              root: str | Path = "results/metrics") -> Path:
-    return Path(root) / data / scale / exp / f"seed{seed}" / f"{eid}.png"
-
-
 def synth_dir(scale: str, profile: str, root: str | Path = "data/synthetic") -> Path:
     return Path(root) / scale / profile
 
@@ -311,6 +304,3 @@ def table_needs(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
                     out.append(t)
     return out
 
-
-def dump_yaml(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=False)

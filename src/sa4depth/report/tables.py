@@ -36,7 +36,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from sa4depth.files import write_json_atomic, write_text_atomic
 from sa4depth.report.plan import (Column, Row, TableSpec, eval_id, metrics_path, row_status, run_dir)
 
 __all__ = ["Cell", "RowResult", "TableResult", "build_table", "write_table", "to_markdown", "to_latex",
@@ -697,14 +697,6 @@ def to_json(res: TableResult) -> dict[str, Any]:
             "seeds": res.seeds, "header": res.header, "notes": res.notes, "columns": cols, "rows": rows}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:   # the tables hold ↓ ↑ ± †
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_table(res: TableResult, out_dir: str | Path, formats: Iterable[str] = ("csv", "md", "tex", "json")) -> list[Path]:
     """Write ``<out_dir>/<table>.<fmt>`` atomically; returns the paths."""
     out_dir = Path(out_dir)
@@ -723,7 +715,7 @@ def write_table(res: TableResult, out_dir: str | Path, formats: Iterable[str] = 
             text = to_html(res)
         else:
             raise ValueError(f"unknown table format {fmt!r} ({', '.join(FORMATS)})")
-        _atomic_write(p, text)
+        write_text_atomic(p, text, encoding="utf-8")   # the tables hold ↓ ↑ ± †
         paths.append(p)
     return paths
 
@@ -751,5 +743,4 @@ def summarize(paths: Iterable[str | Path]) -> dict[str, Any]:
 
 def write_summary(paths: Iterable[str | Path], out: str | Path) -> Path:
     out = Path(out)
-    _atomic_write(out, json.dumps(summarize(paths), indent=1, sort_keys=True) + "\n")
-    return out
+    return write_json_atomic(out, summarize(paths), indent=1, sort_keys=True)

@@ -4,12 +4,11 @@ A checkpoint (``RUN_DIR/checkpoints/last.pt``) holds everything the next step de
 model / optimiser / scheduler / GradScaler state, the step and the position inside the epoch
 (the data order itself is a function of (seed, epoch), see :mod:`sa4depth.train.data`), and
 the python / numpy / torch (CPU and CUDA) RNG states. Files are written to ``path.tmp`` and
-renamed (``os.replace``), so a SIGKILL during a write leaves the previous checkpoint intact.
+renamed (``os.replace``, :mod:`sa4depth.files`), so a SIGKILL during a write leaves the previous
+checkpoint intact.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 from pathlib import Path
@@ -18,10 +17,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from sa4depth.files import sha256_file, torch_save_atomic, write_json_atomic  # noqa: F401
 from sa4depth.safeio import torch_load
 
-__all__ = ["CHECKPOINT_FORMAT", "capture_rng", "restore_rng", "save_checkpoint", "load_checkpoint",
-           "sha256_file", "write_json_atomic"]
+# sha256_file and write_json_atomic (sa4depth.files) stay importable from here for train/trainer.py
+__all__ = ["CHECKPOINT_FORMAT", "capture_rng", "restore_rng", "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "sa4depth-train-checkpoint-v1"
 
@@ -49,12 +49,8 @@ def restore_rng(state: Mapping[str, Any]) -> None:
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` (plus the format tag) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
-    os.replace(tmp, path)  # atomic against kills; no fsync (hundreds of MB: left to the OS)
-    return path
+    # atomic against kills; no fsync (hundreds of MB: left to the OS)
+    return torch_save_atomic(path, {"format": CHECKPOINT_FORMAT, **payload})
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -70,21 +66,3 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path}: not a sa4depth training checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     return ck
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 __all__ = ["EpochBatchSampler", "SeededDataset", "epoch_permutation", "make_train_loader"]
 
@@ -111,15 +111,6 @@ class SeededDataset(Dataset):
             torch.set_rng_state(t_state)
 
 
-def _collate():
-    try:  # the data package may provide its own collate (e.g. for optional keys)
-        from sa4depth.data import collate as data_collate  # type: ignore[attr-defined]
-        return data_collate
-    except ImportError:
-        from torch.utils.data import default_collate
-        return default_collate
-
-
 def make_train_loader(dataset: Dataset, sampler: EpochBatchSampler, num_workers: int,
                       pin_memory: bool = False) -> DataLoader:
     """DataLoader over a :class:`SeededDataset` with the given batch sampler.
@@ -131,7 +122,7 @@ def make_train_loader(dataset: Dataset, sampler: EpochBatchSampler, num_workers:
     gen = torch.Generator()
     gen.manual_seed(_seed_from(sampler.seed, sampler.epoch, 0xDA7A))
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                      collate_fn=_collate(), pin_memory=pin_memory, generator=gen,
+                      collate_fn=default_collate, pin_memory=pin_memory, generator=gen,
                       worker_init_fn=_ignore_stop_signals if num_workers > 0 else None)
 
 

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from sa4depth.files import atomic_open
+
 __all__ = ["CSVLog", "TBLog"]
 
 
@@ -59,12 +61,10 @@ class CSVLog:
     def _rewrite(self, rows: list[dict]) -> None:
         """Replace the file atomically by ``rows`` under the current header."""
         assert self.fields is not None
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_open(self.path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields)
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, self.path)
 
 
 class TBLog:

@@ -13,10 +13,10 @@ Pure standard library + numpy/tqdm: importing this package does not import torch
 from __future__ import annotations
 
 from .convert import png_to_jpeg
-from .download import ChecksumError, DownloadError, download, extract, file_digest
+from .download import ChecksumError, DownloadError, download, extract
 from .layout import DATASETS, LayoutReport, Part, check_dataset
 from .runner import prepare
 from .sources import Source, kitti_archive_urls
 
-__all__ = ["ChecksumError", "DownloadError", "download", "extract", "file_digest", "DATASETS", "LayoutReport",
+__all__ = ["ChecksumError", "DownloadError", "download", "extract", "DATASETS", "LayoutReport",
            "Part", "check_dataset", "prepare", "Source", "kitti_archive_urls", "png_to_jpeg"]

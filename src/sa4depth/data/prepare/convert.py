@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
+from sa4depth.files import atomic_path
+
 __all__ = ["png_to_jpeg", "JPEG_PATTERNS", "MONODEPTH2_JPEG_QUALITY"]
 
 MONODEPTH2_JPEG_QUALITY = 92
@@ -27,12 +29,10 @@ def _convert_one(png: Path, quality: int) -> None:
     from PIL import Image
 
     jpg = png.with_suffix(".jpg")
-    tmp = jpg.with_name(jpg.name + ".tmp")
-    with Image.open(png) as im:
+    with atomic_path(jpg) as tmp, Image.open(png) as im:
         if im.mode != "RGB":
             raise ValueError(f"{png}: expected an 8-bit RGB camera image, got mode {im.mode}")
         im.save(tmp, format="JPEG", quality=quality, subsampling=2)  # 2 = 4:2:0 (2x2,1x1,1x1)
-    os.replace(tmp, jpg)
     png.unlink()
 
 

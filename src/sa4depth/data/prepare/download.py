@@ -14,7 +14,6 @@ KITTI depth benchmark's ``train|val/<drive>/proj_depth`` into KITTI raw's
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -26,7 +25,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
-__all__ = ["DownloadError", "ChecksumError", "download", "file_digest", "extract", "archive_members"]
+from sa4depth.files import atomic_open, file_digest
+
+__all__ = ["DownloadError", "ChecksumError", "download", "extract"]
 
 USER_AGENT = "sa4depth-prepare/0.1 (+urllib)"
 
@@ -37,15 +38,6 @@ class DownloadError(OSError):
 
 class ChecksumError(ValueError):
     """A downloaded file whose digest differs from the published one."""
-
-
-def file_digest(path: str | os.PathLike, algo: str = "sha256", chunk_size: int = 1 << 20) -> str:
-    """Hex digest of a file (``sha256`` or ``md5``), read in chunks."""
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_size), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verify(path: Path, url: str, sha256: str | None, md5: str | None) -> None:
@@ -187,18 +179,6 @@ def _strip(name: str, prefixes: Iterable[str]) -> str:
     return name
 
 
-def archive_members(archive: str | os.PathLike) -> list[str]:
-    """Names of the regular files in a zip or tar archive."""
-    archive = Path(archive)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            return [i.filename for i in z.infolist() if not i.is_dir()]
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            return [m.name for m in t.getmembers() if m.isfile()]
-    raise ValueError(f"{archive}: not a zip or tar archive")
-
-
 def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, strip_prefixes: Iterable[str] = (),
             remap: Callable[[str], str | None] | None = None, progress: bool = True) -> int:
     """Extract the regular files of ``archive`` (zip / tar / tar.gz) under ``dest``; return their count.
@@ -222,11 +202,8 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, strip_prefix
         return _safe_target(dest, rel, archive) if rel else None
 
     def write(src, out: Path) -> None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_open(out, "wb") as f:
             shutil.copyfileobj(src, f, 1 << 20)
-        os.replace(tmp, out)
 
     count = 0
     if zipfile.is_zipfile(archive):

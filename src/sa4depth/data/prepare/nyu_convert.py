@@ -29,6 +29,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from sa4depth.files import atomic_open, write_text_atomic
+
 __all__ = ["convert_nyu_labeled", "read_nyu_test_indices", "NYU_TOOLBOX_INTRINSICS"]
 
 # NYU toolbox camera_params.m: RGB intrinsics (pixels at 640 x 480)
@@ -64,17 +66,8 @@ def read_nyu_test_indices(splits_mat: str | os.PathLike, n_images: int | None = 
 
 
 def _save_png(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         Image.fromarray(arr).save(fh, format="PNG")
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def convert_nyu_labeled(mat_path: str | os.PathLike, splits_mat: str | os.PathLike, out_root: str | os.PathLike,
@@ -130,10 +123,10 @@ def convert_nyu_labeled(mat_path: str | os.PathLike, splits_mat: str | os.PathLi
             ids.append(ident)
     intr = out_root / "intrinsics.txt"
     if not intr.is_file():
-        _atomic_text(intr, " ".join(f"{v:.6f}" for v in NYU_TOOLBOX_INTRINSICS) + "\n")
+        write_text_atomic(intr, " ".join(f"{v:.6f}" for v in NYU_TOOLBOX_INTRINSICS) + "\n")
         if log:
             log(f"wrote {intr} (NYU toolbox RGB intrinsics at 640x480)")
-    _atomic_text(splits_dir / "nyu" / "test_files.txt", "".join(f"{i}\n" for i in ids))
+    write_text_atomic(splits_dir / "nyu" / "test_files.txt", "".join(f"{i}\n" for i in ids))
     if log:
         log(f"converted {len(ids)} NYUv2 test images -> {out}, list {splits_dir / 'nyu' / 'test_files.txt'}")
     return ids

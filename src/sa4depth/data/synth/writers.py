@@ -25,6 +25,8 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
+from sa4depth.files import write_json_atomic
+
 from .profiles import (
     CITYSCAPES_BASELINE,
     KITTI_K,
@@ -463,7 +465,7 @@ def write_profile(profile: str, out: str | os.PathLike, spec: SynthSpec, seed: i
         _run_jobs(jobs, workers, bar.update)
     digest, n = content_hash(tmp)
     man = dict(want, files=n, sha256=digest, frames=total, seconds=round(time.time() - t0, 2))
-    _text(tmp / MANIFEST, json.dumps(man, indent=2) + "\n")
+    write_json_atomic(tmp / MANIFEST, man)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
