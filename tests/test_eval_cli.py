@@ -107,7 +107,7 @@ def test_evaluate_odometry_external_and_malformed(tmp_path, capsys):
     e.write_text("\n".join(lines) + "\n")
     rc = main(["evaluate", "odometry", "--pred-poses", str(e), "--gt-poses", str(g), "--out", str(out)])
     err = capsys.readouterr().err
-    assert rc == 2 and "est.txt: line 4: expected 12 numbers" in err
+    assert rc == 2 and "est.txt:4: malformed pose line: expected 12 numbers" in err
 
 
 def test_evaluate_video_external(tmp_path, capsys):

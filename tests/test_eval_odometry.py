@@ -140,10 +140,10 @@ def test_malformed_pose_file_names_file_and_line(tmp_path):
     p = tmp_path / "bad.txt"
     good = " ".join(["1", "0", "0", "0", "0", "1", "0", "0", "0", "0", "1", "0"])
     p.write_text(good + "\n" + good + "\n" + " ".join(["1"] * 11) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.txt: line 3: expected 12 numbers"):
+    with pytest.raises(ValueError, match=r"bad\.txt:3: malformed pose line: expected 12 numbers"):
         read_kitti_poses(p)
     p.write_text(good.replace("0", "x", 1) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.txt: line 1: not a number"):
+    with pytest.raises(ValueError, match=r"bad\.txt:1: malformed pose line: non-numeric"):
         read_kitti_poses(p)
     p.write_text(good.replace("1", "nan", 1) + "\n")
     with pytest.raises(ValueError, match="NaN"):

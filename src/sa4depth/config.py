@@ -20,7 +20,7 @@ import copy
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -548,20 +548,11 @@ def load_config(
         delta, sources, chain = _row_layers(tpath, row_name)
         apply(delta, f"{tpath} (row {row_name})", sources)
         layers.append(f"{tpath}:{'>'.join(chain)}")
-    for f in files:
-        # a run's own config.yaml works as a --config file: its provenance block is not a setting
-        apply({k: v for k, v in _flatten(load_yaml(f)).items() if not k.startswith("meta.")}, str(f))
-        layers.append(str(f))
     ov = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
-    ov_flat = dict(ov)
-    if ov_flat:
-        apply(ov_flat, "command line")
-        layers.append("command line: " + " ".join(f"{k}={v}" for k, v in ov_flat.items()))
+    _apply_top_layers(apply, files, dict(ov), layers)
     _check_cross(merged, origin)
 
-    nested: dict[str, Any] = {}
-    for k, v in merged.items():
-        _set_dotted(nested, k, v)
+    nested = _nest(merged)
     nested.setdefault("meta", {})
     nested["meta"] = {"data": data, "scale": scale, "row": row_name, "layers": layers}
     return Config(nested)
@@ -665,6 +656,25 @@ def config_from_args(args) -> Config:
                        overrides=overrides_of(args))
 
 
+def _apply_top_layers(apply: Callable[[Mapping[str, Any], str], None], files: Iterable[str | os.PathLike],
+                      ov_flat: Mapping[str, Any], layers: list[str]) -> None:
+    """The last layers of a config: ``--config`` files, then command-line overrides (noted in ``layers``)."""
+    for f in files:
+        # a run's own config.yaml works as a --config file: its provenance block is not a setting
+        apply({k: v for k, v in _flatten(load_yaml(f)).items() if not k.startswith("meta.")}, str(f))
+        layers.append(str(f))
+    if ov_flat:
+        apply(ov_flat, "command line")
+        layers.append("command line: " + " ".join(f"{k}={v}" for k, v in ov_flat.items()))
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for k, v in flat.items():
+        _set_dotted(nested, k, v)
+    return nested
+
+
 def apply_overrides(cfg: Mapping, files: Iterable[str | os.PathLike] = (),
                     overrides: Iterable[str] | Mapping[str, Any] = (),
                     params: str | os.PathLike | None = None) -> Config:
@@ -694,16 +704,9 @@ def apply_overrides(cfg: Mapping, files: Iterable[str | os.PathLike] = (),
             origin[k] = source
 
     layers: list[str] = []
-    for f in files:
-        apply({k: v for k, v in _flatten(load_yaml(f)).items() if not k.startswith("meta.")}, str(f))
-        layers.append(str(f))
-    if ov_flat:
-        apply(ov_flat, "command line")
-        layers.append("command line: " + " ".join(f"{k}={v}" for k, v in ov_flat.items()))
+    _apply_top_layers(apply, files, ov_flat, layers)
     _check_cross(flat, origin)
-    nested: dict[str, Any] = {}
-    for k, v in flat.items():
-        _set_dotted(nested, k, v)
+    nested = _nest(flat)
     if isinstance(meta, dict):
         nested["meta"] = {**meta, "layers": [*(meta.get("layers") or []), *layers]}
     return Config(nested)

@@ -25,7 +25,7 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -235,14 +235,16 @@ def check_rotations(R: np.ndarray, where, line_numbers=None, tol: float = ROTATI
                          f"(tolerance {tol:g}){f', {bad.size} such lines' if bad.size > 1 else ''}")
 
 
-@functools.lru_cache(maxsize=128)
-def _read_poses_cached(path: str, _stamp: tuple[int, int]) -> np.ndarray:
+def parse_kitti_poses(path: PathLike, lines: Iterable[str], comments: bool = False
+                      ) -> tuple[np.ndarray, list[int]]:
+    """KITTI pose lines (12 finite numbers: the top 3x4 of a 4x4 matrix) -> ``(N, 4, 4)`` float64 and
+    the line number of each pose. Blank lines (and ``#`` comments with ``comments``) are skipped;
+    errors name ``path:line``; every rotation block is checked (:func:`check_rotations`)."""
     p = Path(path)
-    _require(p, "pose file")
-    rows, lines = [], []
-    for lineno, line in enumerate(_text_lines(p, "pose file"), 1):
+    rows, numbers = [], []
+    for lineno, line in enumerate(lines, 1):
         s = line.split()
-        if not s:
+        if not s or (comments and s[0].startswith("#")):
             continue
         if len(s) != 12:
             raise ValueError(f"{p}:{lineno}: malformed pose line: expected 12 numbers, got {len(s)}")
@@ -253,14 +255,21 @@ def _read_poses_cached(path: str, _stamp: tuple[int, int]) -> np.ndarray:
         if not all(math.isfinite(x) for x in v):
             raise ValueError(f"{p}:{lineno}: malformed pose line: NaN or inf")
         rows.append(v)
-        lines.append(lineno)
+        numbers.append(lineno)
     if not rows:
         raise ValueError(f"{p}: pose file is empty")
     n = len(rows)
     T = np.tile(np.eye(4), (n, 1, 1))
     T[:, :3, :4] = np.asarray(rows).reshape(n, 3, 4)
-    check_rotations(T[:, :3, :3], p, lines)
-    return T
+    check_rotations(T[:, :3, :3], p, numbers)
+    return T, numbers
+
+
+@functools.lru_cache(maxsize=128)
+def _read_poses_cached(path: str, _stamp: tuple[int, int]) -> np.ndarray:
+    p = Path(path)
+    _require(p, "pose file")
+    return parse_kitti_poses(p, _text_lines(p, "pose file"))[0]
 
 
 def read_poses_file(path: PathLike) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sa4depth.data.io import ROTATION_TOL  # largest accepted |R^T R - I|, |det R - 1| of a pose file
 from sa4depth.files import atomic_path, write_text_atomic
 
 __all__ = [
@@ -48,59 +49,24 @@ __all__ = [
 
 STANDARD_LENGTHS = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
 
-#: largest accepted max |R^T R - I| and |det R - 1| of a trajectory file's rotation blocks
-ROTATION_TOL = 1e-3
 _EVO_SO3_ATOL = 1e-6  # evo.core.lie_algebra.is_so3
 
 
 # ----------------------------------------------------------------------------- I/O
 def read_kitti_poses(path: str | os.PathLike) -> np.ndarray:
-    """Read a KITTI pose file into (N, 4, 4) float64. Blank lines and ``#`` comments are skipped;
-    a line without exactly 12 finite numbers, or whose 3x3 block is not a rotation (max
-    ``|R^T R - I|`` or ``|det R - 1|`` above :data:`ROTATION_TOL`), is an error naming the file and
-    line. Accepted rotations further than evo's 1e-6 from SO(3) are projected onto it (SVD)."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: pose file not found")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a text pose file (undecodable byte at offset {e.start})") from None
-    rows, lines = [], []
-    for ln, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        parts = s.split()
-        if len(parts) != 12:
-            raise ValueError(f"{path}: line {ln}: expected 12 numbers (KITTI 3x4 pose), got {len(parts)}")
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"{path}: line {ln}: not a number in {s[:80]!r}") from None
-        if not all(math.isfinite(v) for v in vals):
-            raise ValueError(f"{path}: line {ln}: NaN or inf in pose")
-        rows.append(vals)
-        lines.append(ln)
-    if not rows:
-        raise ValueError(f"{path}: no poses in file")
-    m = np.asarray(rows, dtype=np.float64).reshape(-1, 3, 4)
-    T = np.tile(np.eye(4), (m.shape[0], 1, 1))
-    T[:, :3, :] = m
+    """Read a KITTI pose file into (N, 4, 4) float64 (:func:`sa4depth.data.io.parse_kitti_poses`:
+    blank lines and ``#`` comments skipped; a line without 12 finite numbers, or whose 3x3 block is
+    not a rotation within ``ROTATION_TOL``, is an error naming the file and line). Accepted rotations
+    further than evo's 1e-6 from SO(3) (files written with few decimals) are projected onto it."""
+    from sa4depth.data.io import _text_lines, parse_kitti_poses
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: pose file not found")
+    T, _ = parse_kitti_poses(p, _text_lines(p, "pose file"), comments=True)
     R = T[:, :3, :3]
     orth = np.abs(np.swapaxes(R, 1, 2) @ R - np.eye(3)).max(axis=(1, 2))
-    det = np.linalg.det(R)
-    bad = np.nonzero((orth > ROTATION_TOL) | (np.abs(det - 1.0) > ROTATION_TOL))[0]
-    if bad.size:
-        i = int(bad[0])
-        what = ("a reflection (det -1)" if det[i] < 0 else
-                f"not a rotation (max |R^T R - I| = {orth[i]:.3g}, det {det[i]:.6g})")
-        more = f"; {bad.size} lines are affected" if bad.size > 1 else ""
-        raise ValueError(f"{path}: line {lines[i]}: 3x3 block is {what}: a KITTI pose must be a rigid motion "
-                         f"(tolerance {ROTATION_TOL:g}){more}")
-    fix = (orth > _EVO_SO3_ATOL) | (np.abs(det - 1.0) > _EVO_SO3_ATOL)
+    fix = (orth > _EVO_SO3_ATOL) | (np.abs(np.linalg.det(R) - 1.0) > _EVO_SO3_ATOL)
     if fix.any():
         T[fix, :3, :3] = orthonormalize(R[fix])
     return T
