@@ -229,3 +229,19 @@ def test_a_cached_gt_export_is_checked_against_its_split_file(driving, tmp_path,
     before = gt.read_bytes()
     _gt_file(cfg, "eigen_benchmark", "auto")
     assert "was not exported by sa4depth" in capsys.readouterr().out and gt.read_bytes() == before
+
+
+def test_two_processes_writing_the_same_file_never_fail(tmp_path):
+    """Two `claim_<ID>` jobs write the same ledger at once: with per-process temporary names
+    (``unique=True``) neither renames the other's temporary file away; the file is always whole."""
+    target = tmp_path / "claims.json"
+    code = ("import sys; from sa4depth.files import write_json_atomic, copy_atomic\n"
+            "for i in range(300):\n"
+            "    write_json_atomic(sys.argv[1], {'n': list(range(200))}, unique=True)\n"
+            "    copy_atomic(sys.argv[1], sys.argv[1] + '.copy', unique=True)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(target)], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    assert json.loads(target.read_text()) == {"n": list(range(200))}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["claims.json", "claims.json.copy"]

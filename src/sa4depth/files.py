@@ -57,22 +57,23 @@ def atomic_open(path: PathLike, mode: str = "w", *, encoding: str | None = None,
 
 
 def write_text_atomic(path: PathLike, text: str, *, encoding: str | None = None, newline: str | None = None,
-                      mkdir: bool = True) -> Path:
-    """Write ``text`` to ``path`` atomically (``encoding=None``: the locale's, as ``open``)."""
-    with atomic_open(path, "w", encoding=encoding, newline=newline, mkdir=mkdir) as f:
+                      mkdir: bool = True, unique: bool = False) -> Path:
+    """Write ``text`` to ``path`` atomically (``encoding=None``: the locale's, as ``open``).
+    ``unique``: a per-process temporary name, for files that two jobs may write at once."""
+    with atomic_open(path, "w", encoding=encoding, newline=newline, mkdir=mkdir, unique=unique) as f:
         f.write(text)
     return Path(path)
 
 
 def write_json_atomic(path: PathLike, obj: Any, *, indent: int | None = 2, sort_keys: bool = False,
                       allow_nan: bool = True, default: Callable[[Any], Any] | None = None,
-                      trailing_newline: bool = True, encoding: str | None = None) -> Path:
+                      trailing_newline: bool = True, encoding: str | None = None, unique: bool = False) -> Path:
     """``json.dumps(obj, ...)`` (+ ``"\\n"`` unless ``trailing_newline=False``) written atomically.
 
     The text is built before the file is opened, so an object that cannot be encoded leaves no file.
     """
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, default=default)
-    return write_text_atomic(path, text + "\n" if trailing_newline else text, encoding=encoding)
+    return write_text_atomic(path, text + "\n" if trailing_newline else text, encoding=encoding, unique=unique)
 
 
 def save_npz_atomic(path: PathLike, /, **arrays: Any) -> Path:
@@ -93,9 +94,9 @@ def torch_save_atomic(path: PathLike, obj: Any) -> Path:
     return Path(path)
 
 
-def copy_atomic(src: PathLike, dst: PathLike) -> Path:
+def copy_atomic(src: PathLike, dst: PathLike, *, unique: bool = False) -> Path:
     """Copy ``src``'s bytes to ``dst`` atomically (``shutil.copyfile``: contents only, no metadata)."""
-    with atomic_path(dst) as tmp:
+    with atomic_path(dst, unique=unique) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)
 

@@ -341,6 +341,8 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
     for ``train`` comparisons: the learning curve and what was trained) so the ledger and its inputs are committed together."""
     from sa4depth.files import copy_atomic, write_json_atomic, write_text_atomic
 
+    # two `claim_<ID>` jobs may write the same ledger at once (same inputs, same bytes): per-process
+    # temporary names, so that neither renames the other's file away
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     copied: dict[str, str] = {}
@@ -356,18 +358,18 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                     dst = dst_dir / name
                     if str(src) not in copied:
                         dst_dir.mkdir(parents=True, exist_ok=True)
-                        copy_atomic(src, dst)
+                        copy_atomic(src, dst, unique=True)
                         copied[str(src)] = str(dst)
                         if m["eval"] == TRAIN_EVAL:  # the learning curve and the resolved config of the run
                             for extra in ("log.csv", "config.yaml"):
                                 if (src.parent / extra).is_file():
-                                    copy_atomic(src.parent / extra, dst_dir / extra)
+                                    copy_atomic(src.parent / extra, dst_dir / extra, unique=True)
                     rel_files.append(str(dst.relative_to(out)))
                 m[f"{side}_files"] = rel_files
     if provenance:
         ledger = {"provenance": dict(provenance), **ledger}
     js = out / "claims.json"
-    write_json_atomic(js, ledger)
+    write_json_atomic(js, ledger, unique=True)
     md = out / "claims.md"
-    write_text_atomic(md, ledger_markdown(ledger, provenance), encoding="utf-8")
+    write_text_atomic(md, ledger_markdown(ledger, provenance), encoding="utf-8", unique=True)
     return [js, md]
