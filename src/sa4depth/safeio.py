@@ -38,22 +38,20 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _read_array(fh: IO[bytes]) -> np.ndarray:
-    """One ``.npy`` stream; object arrays through :class:`_NumpyOnlyUnpickler`."""
+    """One ``.npy`` stream: numpy's own reader without pickle; an object array's pickle through
+    :class:`_NumpyOnlyUnpickler` (numpy has no reader for that short of ``allow_pickle=True``)."""
     fmt = np.lib.format
+    start = fh.tell()
     version = fmt.read_magic(fh)
     if version == (1, 0):
-        shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        _, _, dtype = fmt.read_array_header_1_0(fh)
     elif version == (2, 0):
-        shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        _, _, dtype = fmt.read_array_header_2_0(fh)
     else:  # 3.0 (utf-8 field names): no public reader of the header alone
-        shape, fortran, dtype = fmt._read_array_header(fh, version)  # noqa: SLF001
+        _, _, dtype = fmt._read_array_header(fh, version)  # noqa: SLF001
     if not dtype.hasobject:
-        count = int(np.prod(shape, dtype=np.int64))
-        data = fh.read(count * dtype.itemsize)
-        if len(data) != count * dtype.itemsize:
-            raise EOFError(f"truncated: {len(data)} of {count * dtype.itemsize} data bytes")
-        arr = np.frombuffer(data, dtype=dtype, count=count).copy()
-        return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+        fh.seek(start)
+        return fmt.read_array(fh, allow_pickle=False)
     arr = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
     if not isinstance(arr, np.ndarray):
         raise ValueError(f"an object array was expected, the pickle holds a {type(arr).__name__}")
@@ -94,8 +92,7 @@ def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> dict
                 name = member[:-4]
                 if want is not None and name not in want:
                     continue
-                with z.open(member) as fh:
-                    out[name] = _read_array(io.BufferedReader(fh))  # type: ignore[arg-type]
+                out[name] = _read_array(io.BytesIO(z.read(member)))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
     except _READ_ERRORS as e:

@@ -77,10 +77,10 @@ def run(args) -> int:
     set_threads(args.threads)
     layers = args.layers
     if args.run:
-        from sa4depth.commands.evaluate import _model_path
+        from sa4depth.models.io import run_model_path
         from sa4depth.models import load_depth_model
 
-        net, cfg = load_depth_model(_model_path(args.run), device=device)
+        net, cfg = load_depth_model(run_model_path(args.run), device=device)
         layers = int(cfg.model.depth_layers)
         source = str(args.run)
     else:

@@ -102,15 +102,6 @@ def _device(args) -> str:
     return device
 
 
-def _model_path(run: str) -> Path:
-    p = Path(run)
-    if p.is_dir():
-        p = p / "model.pt"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: model file not found (expected RUN_DIR/model.pt)")
-    return p
-
-
 def _config(args):
     """(cfg, model_path or None): the run's stored config, else the presets; then ``--config`` files and
     ``key=value`` overrides, validated against the schema either way."""
@@ -119,7 +110,9 @@ def _config(args):
     if getattr(args, "run", None):
         from sa4depth.config import load_resolved
 
-        mp = _model_path(args.run)
+        from sa4depth.models.io import run_model_path
+
+        mp = run_model_path(args.run)
         cfg_file = mp.parent / "config.yaml"
         if cfg_file.is_file():
             cfg = load_resolved(cfg_file)

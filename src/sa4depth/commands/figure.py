@@ -120,20 +120,13 @@ def _trajectories(args) -> Path:
                                caption=F.source_caption([p for _, p in pairs]))
 
 
-def _model_path(run_dir: str) -> Path:
-    p = Path(run_dir)
-    mp = p / "model.pt" if p.is_dir() else p
-    if not mp.is_file():
-        raise FileNotFoundError(f"{mp}: model file not found (is the run finished?)")
-    return mp
-
-
 def _qualitative(args) -> Path:
     import numpy as np
     import torch
 
     from sa4depth.data import iter_gt_depths, load_test_images
     from sa4depth.models import load_depth_model
+    from sa4depth.models.io import run_model_path
     from sa4depth.report.figures import plot_qualitative
 
     from sa4depth.device import resolve_device
@@ -144,7 +137,7 @@ def _qualitative(args) -> Path:
     images: list = []
     gts: list = []
     for k, (label, rd) in enumerate(runs):
-        net, cfg = load_depth_model(_model_path(rd), device)
+        net, cfg = load_depth_model(run_model_path(rd), device)
         split = args.split or cfg.data.eval_split
         all_imgs = list(load_test_images(cfg, split))
         if not all_imgs:
@@ -171,10 +164,11 @@ def _features(args) -> Path:
 
     from sa4depth.data import build_dataset
     from sa4depth.models import load_model_file
+    from sa4depth.models.io import run_model_path
     from sa4depth.models.feature_net import FeatureNet
     from sa4depth.report.figures import plot_features
 
-    mp = _model_path(args.run)
+    mp = run_model_path(args.run)
     cfg, modules = load_model_file(mp)
     sd = None
     for name, state in (modules.get("extra") or {}).items():

@@ -25,6 +25,7 @@ from sa4depth.models.networks import DepthNet, PoseNet
 
 __all__ = [
     "MODEL_FORMAT",
+    "run_model_path",
     "build_models",
     "save_model_file",
     "read_model_file",
@@ -108,6 +109,16 @@ def save_model_file(
     cfg_dict = cfg.to_dict() if isinstance(cfg, Config) else Config(cfg).to_dict()
     payload = {"format": MODEL_FORMAT, "config": cfg_dict, "state_dicts": sds, **extra}
     return torch_save_atomic(path, payload)
+
+
+def run_model_path(run: str | os.PathLike) -> Path:
+    """``RUN_DIR/model.pt`` of a run directory, or the model file itself; an error names it."""
+    p = Path(run)
+    if p.is_dir():
+        p = p / "model.pt"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: model file not found (expected RUN_DIR/model.pt; is the run finished?)")
+    return p
 
 
 def read_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
