@@ -2,6 +2,8 @@
 #   make reproduce   set up, then run the paper DAG (every table and figure) on the synthetic default
 #   make test        set up, then run the test suite
 #   make claims      set up, then build the claims ledger (hours on 2 CPU cores; resumes)
+#   make track       dvc add the data, runs and evaluation JSONs of DATA/SCALE (then git add the
+#                    .dvc files and dvc push); README, "DVC"
 # TORCH selects the PyTorch to install first; the default is the CPU build pinned for this
 # project's CI machines. On a CUDA machine: make setup TORCH=torch  (or your own wheel/index).
 PY ?= python3
@@ -9,8 +11,10 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+DATA ?= synthetic
+SCALE ?= smoke
 
-.PHONY: setup test reproduce claims clean-venv
+.PHONY: setup test reproduce claims track clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +33,14 @@ reproduce: setup
 
 claims: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) claims $(SNAKEMAKE_ARGS)
+
+# the directories of one (data, scale) that exist; data/real is the user's own (dvc add it directly)
+track:
+	@dirs=""; for d in $(if $(filter synthetic,$(DATA)),data/synthetic/$(SCALE)) runs/$(DATA)/$(SCALE) \
+	    results/metrics/$(DATA)/$(SCALE); do [ -d "$$d" ] && dirs="$$dirs $$d"; done; \
+	if [ -z "$$dirs" ]; then echo "make track: nothing to track for DATA=$(DATA) SCALE=$(SCALE)" >&2; exit 1; fi; \
+	$(VENV)/bin/dvc add $$dirs && \
+	echo "next: git add $$(for d in $$dirs; do printf '%s.dvc ' $$d; done)&& git commit && $(VENV)/bin/dvc push"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -54,9 +54,8 @@ rule audit:
 
 
 # One target per paper table: `snakemake table_vi`. Table VI also writes its ablation audit.
-# The target also asks for the table's metric files: the tables are committed to git (DVC outputs
-# with cache: false), and Snakemake does not rebuild a present output for a missing input, so without
-# them `snakemake table_i` in a fresh clone would say "nothing to be done" instead of running the rows.
+# The target also asks for the table's metric files: the tables are committed to git, and Snakemake
+# does not rebuild a present output for a missing input, so without them `snakemake table_i` in a fresh clone would say "nothing to be done" instead of running the rows.
 for _t in P.TABLES:
 
     rule:
