@@ -204,7 +204,7 @@ def test_gt_given_as_npy_and_out_under_a_file_are_clear_errors(tmp_path, capsys)
 
 
 def test_a_cached_gt_export_is_checked_against_its_split_file(driving, tmp_path, capsys):
-    from sa4depth.commands.evaluate import _gt_file
+    from sa4depth.evaluate.jobs import gt_file as _gt_file
     from sa4depth.safeio import load_npz
 
     splits = tmp_path / "splits"
