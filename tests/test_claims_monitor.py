@@ -262,3 +262,29 @@ def test_seeds_needed_is_the_smallest_n_whose_interval_excludes_zero():
     assert n == 4
     assert paired_interval(d + [sum(d) / 3])[2] < 0  # with a 4th seed at the mean it clears 0
     assert seeds_needed([0.1, -0.1, 0.1, -0.1], 0.95) is None
+
+
+def test_c4_md2_18_rows_differ_from_row_6_exactly_as_their_table_vi_rows_do():
+    """C4's Md2-18 substitution: each md2_18_abl* row differs from sa4depth_md2_18 in the same keys and
+    values as its Table VI row differs from sa4depth_md2_50, and (1)/(6) on Md2-18 differ from
+    Md2-50's only in the depth net's depth."""
+    from sa4depth.files import flatten
+    from sa4depth.report.plan import experiment_config
+
+    def cfg(exp):
+        c = flatten(experiment_config(exp, "synthetic", "tiny", 0)[0])
+        return {k: v for k, v in c.items() if not k.startswith("meta.")}
+
+    def diff(a, b):
+        return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+    six18, six50 = cfg("sa4depth_md2_18"), cfg("sa4depth_md2_50")
+    assert diff(six18, six50) == {"model.depth_layers": (18, 50)}
+    assert diff(cfg("md2_18"), cfg("md2_50")) == {"model.depth_layers": (18, 50)}
+    exps = load_claims(ROOT / "params/claims.yaml")["claims"]
+    c4 = next(c for c in exps if c.id == "C4")
+    subs = {cmp.b for cmp in c4.comparisons if cmp.b.startswith("md2_18_abl")}
+    assert len(subs) == 7
+    for exp in sorted(subs):
+        row = exp[len("md2_18_"):]
+        assert diff(cfg(exp), six18) == diff(cfg(row), six50) != {}, exp
