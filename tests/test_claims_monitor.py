@@ -269,7 +269,7 @@ def test_c4_md2_18_rows_differ_from_row_6_exactly_as_their_table_vi_rows_do():
     values as its Table VI row differs from sa4depth_md2_50, and (1)/(6) on Md2-18 differ from
     Md2-50's only in the depth net's depth."""
     from sa4depth.files import flatten
-    from sa4depth.report.plan import experiment_config
+    from sa4depth.pipeline import experiment_config
 
     def cfg(exp):
         c = flatten(experiment_config(exp, "synthetic", "tiny", 0)[0])

@@ -82,7 +82,7 @@ def test_duplicate_yaml_keys_are_rejected_naming_file_key_and_line(tmp_path, cap
 
 # ----------------------------------------------------------------------------- 2. unknown row-level keys
 def test_unknown_row_level_key_is_rejected_naming_file_and_row(tmp_path, capsys, monkeypatch):
-    from sa4depth.report import plan as P
+    from sa4depth import pipeline as P
 
     rows = yaml.safe_load((PARAMS / "experiments.yaml").read_text())["rows"]
     p = _params_copy(tmp_path)
@@ -99,7 +99,7 @@ def test_unknown_row_level_key_is_rejected_naming_file_and_row(tmp_path, capsys,
     ex.write_text(yaml.safe_dump({"rows": rows, "row": {"x": {"set": {}}}}))
     with pytest.raises(ConfigError, match=re.escape(str(ex)) + r": unknown top-level key\(s\) \['row'\]"):
         load_config(scale="tiny", row="experiments:md2_18", params=p)
-    # table files resolved by load_row use the same row keys as the table parser (plan.load_table)
+    # table files resolved by load_row use the same row keys as the table parser (pipeline.load_table)
     t = p / "tables" / "t.yaml"
     t.write_text("title: t\nevals: {depth: {kind: depth, split: eigen}}\ncolumns: [{key: abs_rel, eval: depth}]\n"
                  "rows:\n  r1: {experiment: md2_18, sett: {train.lr: 1.0e-3}}\n")
@@ -140,7 +140,7 @@ def test_typo_in_an_inherited_rows_set_is_blamed_on_that_row(tmp_path):
 
 # ----------------------------------------------------------------------------- 4. ablation identical to baseline
 def test_audit_stops_on_a_row_identical_to_its_baseline(tmp_path, capsys, monkeypatch):
-    from sa4depth.report import plan as P
+    from sa4depth import pipeline as P
 
     # row 13's experiment sets its switch to the baseline's value and the row names no switch: it
     # ablates nothing; row 14 is declared identical on purpose (switch: [])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sa4depth.config import ConfigError, load_config
-from sa4depth.report import plan as P
+from sa4depth import pipeline as P
 from sa4depth.report.audit import audit_markdown, audit_table, config_diff
 from sa4depth.report.tables import MissingResults, build_table, to_json, write_table
 

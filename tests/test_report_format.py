@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sa4depth.report import plan as P
+from sa4depth import pipeline as P
 from sa4depth.report.tables import (DECIMALS, NumberFormat, build_table, column_format, data_caption, same_device,
                                     to_csv, to_html, to_json, to_latex, to_markdown, write_table)
 

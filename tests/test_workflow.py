@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sa4depth.config import load_config, load_row
-from sa4depth.report import plan as P
+from sa4depth import pipeline as P
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params"

@@ -384,7 +384,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 # ----------------------------------------------------------------------------- rows
 #: keys a row of ``params/experiments.yaml`` may have
 EXPERIMENT_ROW_KEYS = frozenset({"set", "inherit"})
-#: keys a row of a table file (``params/tables/<table>.yaml``) may have; see :mod:`sa4depth.report.plan`
+#: keys a row of a table file (``params/tables/<table>.yaml``) may have; see :mod:`sa4depth.pipeline`
 TABLE_ROW_KEYS = frozenset({"label", "experiment", "set", "inherit", "paper", "run", "cite", "not_implemented",
                             "requires_weights", "eval", "group", "training", "switch", "allowed", "show_config"})
 

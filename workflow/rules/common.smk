@@ -1,4 +1,4 @@
-# Shared helpers: everything path- or row-related comes from sa4depth.report.plan (pure Python), so
+# Shared helpers: everything path- or row-related comes from sa4depth.pipeline (pure Python), so
 # the tables read exactly the files these rules produce.
 import functools
 import re
@@ -9,7 +9,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from sa4depth.report import claims as CL
-from sa4depth.report import plan as P
+from sa4depth import pipeline as P
 
 DATA = config["data"]
 SCALE = config["scale"]
@@ -152,7 +152,7 @@ def done_file(exp, seed=0):
 
 
 def eval_command(wc):
-    """`sa4depth evaluate` arguments of an evaluation id (sa4depth.report.plan.eval_id): depth_<split>[_sa]
+    """`sa4depth evaluate` arguments of an evaluation id (sa4depth.pipeline.eval_id): depth_<split>[_sa]
     (the Eigen / benchmark / Cityscapes / NYU protocol, _sa without median scaling), scale (Table I),
     odometry (Table V / Fig. 6: the run's data.odom_test_sequences; the JSON, per-sequence PNGs and
     <eval>_traj/<seq>.txt pose files beside it), video (Table VIII)."""

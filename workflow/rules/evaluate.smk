@@ -1,5 +1,5 @@
 # Evaluations of a finished run: one JSON each (metrics + config, git, data_hash, device).
-# Paths: results/metrics/<data>/<scale>/<experiment>/seed<N>/<eval id>.json (sa4depth.report.plan).
+# Paths: results/metrics/<data>/<scale>/<experiment>/seed<N>/<eval id>.json (sa4depth.pipeline).
 
 
 EVAL_RESOURCES = dict(

@@ -1,7 +1,7 @@
 """Snakemake script (rule synth_paths): write the dataset roots of one scale/profile of the
 synthetic data, merged into training configs with `sa4depth train --config FILE`."""
 from sa4depth.files import dump_yaml
-from sa4depth.report import plan as P
+from sa4depth import pipeline as P
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 text = dump_yaml(P.synthetic_paths(sm.wildcards.scale, sm.wildcards.profile))

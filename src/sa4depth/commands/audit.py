@@ -22,7 +22,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from sa4depth.report.audit import audit_markdown, audit_problems, audit_table, write_audit
     from sa4depth.report.cli_common import parse_weights, seeds_from
-    from sa4depth.report.plan import load_table
+    from sa4depth.pipeline import load_table
 
     spec = load_table(args.table)
     a = audit_table(spec, args.data, args.scale, seeds_from(args.seeds), parse_weights(args.weights),

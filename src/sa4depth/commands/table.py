@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from sa4depth.report.cli_common import parse_weights, seeds_from
-    from sa4depth.report.plan import load_table
+    from sa4depth.pipeline import load_table
     from sa4depth.report.tables import MissingResults, build_table, to_markdown, write_table
 
     spec = load_table(args.table)

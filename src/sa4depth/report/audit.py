@@ -2,7 +2,7 @@
 
 For each row of a table with a ``baseline_row`` (Table VI: row 6 = SA4Depth) the audit resolves the
 row's config and the baseline's config exactly as the workflow trains them
-(:func:`sa4depth.report.plan.experiment_config`), lists every differing dotted key, and checks that set
+(:func:`sa4depth.pipeline.experiment_config`), lists every differing dotted key, and checks that set
 against the row's declared ``switch`` (plus ``allowed`` extras such as a weights path). It then reports,
 per seed, whether the run exists, its ``done.json`` status, the data hash and code commit recorded by
 its evaluation JSONs, the checkpoint's sha256, and whether the run's saved ``config.yaml`` still equals
@@ -24,7 +24,7 @@ import yaml
 from sa4depth.config import ConfigError, load_config
 from sa4depth.files import flatten, sha256_file, write_json_atomic, write_text_atomic
 from sa4depth.report.tables import provenance_of
-from sa4depth.report.plan import (TableSpec, eval_id, experiment_config, metrics_path, params_dir, row_status,
+from sa4depth.pipeline import (TableSpec, eval_id, experiment_config, metrics_path, params_dir, row_status,
                                   run_dir, synthetic_paths, DATASET_PROFILE)
 
 __all__ = ["config_diff", "row_config", "audit_table", "audit_problems", "audit_markdown", "write_audit"]

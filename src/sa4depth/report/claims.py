@@ -206,7 +206,7 @@ def claim_verdict(outcomes: Iterable[str]) -> str:
 # ----------------------------------------------------------------------------- files
 def _source_file(data: str, scale: str, exp: str, seed: int, eid: str, runs_root: str | Path,
                  metrics_root: str | Path) -> Path:
-    from sa4depth.report.plan import metrics_path, run_dir
+    from sa4depth.pipeline import metrics_path, run_dir
 
     if eid == TRAIN_EVAL:
         return run_dir(data, scale, exp, seed, runs_root) / "done.json"

@@ -68,7 +68,7 @@ _RUN_PATH = re.compile(r"(?:^|/)(?P<data>[^/]+)/(?P<scale>[^/]+)/(?P<exp>[^/]+)/
 def source_info(path: str | os.PathLike) -> dict[str, object]:
     """``{"data", "scale", "seed"}`` of a result JSON (its provenance: ``config.meta`` and ``seed``) or
     a run directory / file in one (``config.yaml``); the path layout
-    ``<data>/<scale>/<experiment>/seed<N>`` (:mod:`sa4depth.report.plan`) fills what is missing."""
+    ``<data>/<scale>/<experiment>/seed<N>`` (:mod:`sa4depth.pipeline`) fills what is missing."""
     p = Path(path)
     cfg: dict = {}
     seed = None

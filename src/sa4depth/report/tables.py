@@ -1,6 +1,6 @@
 """Paper tables from result files: reproduced value beside the paper's value and the difference.
 
-Input: the table spec (``params/tables/<table>.yaml``, see :mod:`sa4depth.report.plan`) and the
+Input: the table spec (``params/tables/<table>.yaml``, see :mod:`sa4depth.pipeline`) and the
 evaluation JSONs written by ``sa4depth evaluate`` / ``sa4depth bench infer`` (each has a ``metrics``
 dict plus ``config``, ``git``, ``data_hash``, ``device``). Output: ``<table>.csv``, ``.md``, ``.tex``
 and ``.json`` (the last is a DVC metrics file); ``.html`` on request. Mean +/- sample std (ddof=1)
@@ -23,7 +23,7 @@ How the tables read (issue #15):
 * md/html show ↓/↑ (lower/higher is better), .tex ``$\\downarrow$``/``$\\uparrow$``; csv/json keep the
   metric keys as column names and carry ``better`` separately.
 
-Table-file ``notes`` (optional, ignored by :mod:`sa4depth.report.plan`)::
+Table-file ``notes`` (optional, ignored by :mod:`sa4depth.pipeline`)::
 
     notes:
       markers: {GT: "what the word means"}               # footnote for a non-numeric paper value
@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from sa4depth.files import write_json_atomic, write_text_atomic
-from sa4depth.report.plan import (Column, Row, TableSpec, eval_id, metrics_path, row_status, run_dir)
+from sa4depth.pipeline import (Column, Row, TableSpec, eval_id, metrics_path, row_status, run_dir)
 
 __all__ = ["Cell", "RowResult", "TableResult", "build_table", "write_table", "to_markdown", "to_latex",
            "to_csv", "to_json", "to_html", "lookup", "scale_note", "data_caption", "MissingResults",
@@ -213,7 +213,7 @@ FLAG_MARK = "†"
 
 
 def _table_notes(spec: TableSpec) -> dict[str, Any]:
-    """The optional ``notes`` block of the table file (captions and caveats; not parsed by plan)."""
+    """The optional ``notes`` block of the table file (captions and caveats; not parsed by sa4depth.pipeline)."""
     try:
         with open(spec.path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
