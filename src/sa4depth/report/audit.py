@@ -29,10 +29,6 @@ from sa4depth.pipeline import (TableSpec, eval_id, experiment_config, metrics_pa
 
 __all__ = ["config_diff", "row_config", "audit_table", "audit_problems", "audit_markdown", "write_audit"]
 
-#: keys that are bookkeeping, not experiment switches
-IGNORED = ("meta.", "seed")
-
-
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted keys whose values differ between two resolved configs: ``{key: (a, b)}``."""
     fa, fb = (flatten(c, leaf=lambda key: key == "data.roots") for c in (a, b))

@@ -29,7 +29,7 @@ from sa4depth.files import atomic_path
 
 __all__ = ["per_image_ratios", "plot_scale_factors", "montage", "odometry_plots", "plot_qualitative",
            "pca_rgb", "plot_features", "save_figure", "read_monitor_log", "plot_monitor", "source_info",
-           "source_caption", "umeyama_sim3", "align_sim3", "odometry_trajectories", "plot_trajectories"]
+           "source_caption", "align_sim3", "odometry_trajectories", "plot_trajectories"]
 
 
 def _plt():
@@ -200,42 +200,19 @@ def montage(panels: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathL
     return save_figure(fig, out)
 
 
-def odometry_plots(path: str | os.PathLike) -> dict[str, str]:
-    """``{sequence: png}`` of an odometry-eval JSON (relative paths resolved against the cwd)."""
-    obj = _load(path)
-    plots = obj.get("plots")
-    if not isinstance(plots, dict) or not plots:
-        raise ValueError(f"{path}: no 'plots' mapping (written by `sa4depth evaluate odometry`)")
-    return {str(k): str(v) for k, v in sorted(plots.items())}
-
-
-def umeyama_sim3(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Least-squares similarity ``dst ~ s R src + t`` of two (N, 3) point sets (Umeyama 1991, as
-    evo's ``align(correct_scale=True)``): returns (R, t, s)."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3:
-        raise ValueError(f"umeyama_sim3: need two (N, 3) arrays of equal size, got {src.shape} and {dst.shape}")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    var_s = (xs ** 2).sum() / len(src)
-    if len(src) < 2 or var_s < 1e-12:
-        raise ValueError("umeyama_sim3: the estimated trajectory does not move: no alignment possible")
-    cov = xd.T @ xs / len(src)
-    U, d, Vt = np.linalg.svd(cov)
-    S = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        S[2, 2] = -1.0
-    R = U @ S @ Vt
-    s = float(np.trace(np.diag(d) @ S) / var_s)
-    t = mu_d - s * R @ mu_s
-    return R, t, s
-
-
 def align_sim3(gt: np.ndarray, est: np.ndarray) -> np.ndarray:
-    """Camera positions (N, 3) of ``est`` (N, 4, 4) after the 7-DoF alignment onto ``gt``'s positions."""
-    R, t, s = umeyama_sim3(est[:, :3, 3], gt[:, :3, 3])
-    return (s * (R @ est[:, :3, 3].T)).T + t
+    """Camera positions (N, 3) of ``est`` (N, 4, 4) after the 7-DoF (Sim(3)) least-squares alignment
+    onto ``gt``'s positions: Umeyama's method as evo implements it (``align(correct_scale=True)``)."""
+    from evo.core.geometry import umeyama_alignment
+
+    src = np.asarray(est, dtype=np.float64)[:, :3, 3]
+    dst = np.asarray(gt, dtype=np.float64)[:, :3, 3]
+    if src.shape != dst.shape:
+        raise ValueError(f"align_sim3: {len(src)} estimated poses but {len(dst)} GT poses")
+    if len(src) < 2 or ((src - src.mean(0)) ** 2).sum() / len(src) < 1e-12:
+        raise ValueError("align_sim3: the estimated trajectory does not move: no alignment possible")
+    R, t, s = umeyama_alignment(src.T, dst.T, with_scale=True)
+    return (s * (R @ src.T)).T + t
 
 
 def _resolve(p: str | os.PathLike, rel_to: Path) -> Path:
