@@ -337,6 +337,27 @@ def test_determinism(data, spec, tmp_path):
     assert not (tmp_path / "a.partial").exists()
 
 
+def test_stored_ids_and_seed_constants_are_pinned():
+    """The hit kinds, material ids and seed offsets are part of the rendered bytes: renaming is
+    fine, renumbering is not (it would silently change every benchmark)."""
+    from sa4depth.data.synth import profiles, scene, writers
+
+    assert [(h.name, int(h)) for h in scene.Hit] == [
+        ("SKY", 0), ("GROUND", 1), ("BOX", 2), ("CYLINDER", 3), ("SPHERE", 4), ("ROOM", 5)]
+    assert [m.name for m in scene.Material] == [
+        "SKY", "ROAD", "SIDEWALK", "FACADE", "CAR", "POLE", "TRUNK", "FOLIAGE", "PERSON", "WALL", "FLOOR",
+        "CEILING", "FURNITURE", "GRASS"]
+    assert [int(m) for m in scene.Material] == list(range(14))
+    assert [(f.name, int(f)) for f in scene.RoomFace] == [("WALL", 0), ("FLOOR", 1), ("CEILING", 2)]
+    assert (scene.RENDER_SEED_STRIDE, scene.GROUND_SEED, scene.BOX_SEED, scene.BOX_SEED_STRIDE,
+            scene.CYLINDER_SEED, scene.CYLINDER_SEED_STRIDE, scene.SPHERE_SEED, scene.SPHERE_SEED_STRIDE,
+            scene.ROOM_SEED, scene.ROOM_FACE_SEED_STRIDE, scene.ROOM_AXIS_SEED_STRIDE, scene.OCTAVE_SEED_STRIDE,
+            scene.COLOUR_NOISE_SEED, scene.COLOUR_NOISE_SHIFT, scene.MOVER_ID_OFFSET) == (
+        1000003, 11, 101, 13, 50021, 17, 90001, 19, 70001, 3, 5, 7919, 3, 17.3, 1_000_000)
+    assert profiles.noise_stream(2, 2) == 1000 + 2 + 100000 * 2 and profiles.SCENE_STREAM == 0
+    assert profiles.TEXTURE_SEED_MODULUS == 100000 and writers.EIGEN_ZHOU_SPLIT_STREAM == 77
+
+
 def test_cli_rejects_bad_profile(capsys):
     from sa4depth.cli import main
 

@@ -14,13 +14,13 @@ Everything is a deterministic function of ``(seed, profile, split, index)`` via
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .scene import Materials as M
-from .scene import EDGE_PX, Scene, cast_rays, shade
+from .scene import EDGE_PX, Material, Scene, cast_rays, shade
 from .trajectories import VehicleTrajectory, handheld_trajectory, vehicle_trajectory
 
 __all__ = [
@@ -33,13 +33,25 @@ __all__ = [
     "render_sequence",
     "image_size",
     "episode_rng",
+    "noise_stream",
 ]
 
 PROFILES = ("driving", "dynamic", "indoor")
 #: Standard deviation of the additive Gaussian sensor noise on [0, 1] intensities (2/255).
 NOISE_SIGMA = 2.0 / 255.0
+# Words of the SeedSequence of every generator (see :func:`episode_rng`); part of the data:
+# changing a value changes every rendered benchmark.
 _PROFILE_CODE = {"driving": 1, "dynamic": 2, "indoor": 3}
 _SPLIT_CODE = {"train": 1, "test": 2, "odom": 3, "video": 4}
+#: ``episode_rng`` stream of a sequence's scene and trajectory.
+SCENE_STREAM = 0
+#: ``episode_rng`` streams of the sensor noise: frame f of camera c (KITTI camera number; 0 for
+#: the single-camera datasets) uses ``NOISE_STREAM + f + c * NOISE_CAMERA_STRIDE`` (:func:`noise_stream`).
+NOISE_STREAM = 1000
+NOISE_CAMERA_STRIDE = 100000
+#: The texture seed of an episode (the render seed of :func:`.scene.shade`) is the sum of its
+#: ``seed_tag`` modulo this.
+TEXTURE_SEED_MODULUS = 100000
 
 # normalised intrinsics (fx/W, fy/H, cx/W, cy/H)
 KITTI_K = (0.58, 1.92, 0.5, 0.5)                      # Monodepth2 KITTIDataset.K
@@ -49,9 +61,14 @@ CITYSCAPES_BASELINE = 0.209313
 CITYSCAPES_FPS = 17.0
 
 
-def episode_rng(seed: int, profile: str, split: str, index: int, stream: int = 0) -> np.random.Generator:
+def episode_rng(seed: int, profile: str, split: str, index: int, stream: int = SCENE_STREAM) -> np.random.Generator:
     """Independent generator for one (seed, profile, split, index, stream)."""
     return np.random.default_rng([int(seed), _PROFILE_CODE[profile], _SPLIT_CODE[split], int(index), int(stream)])
+
+
+def noise_stream(frame: int, camera: int = 0) -> int:
+    """The :func:`episode_rng` stream of the sensor noise of ``frame`` seen by ``camera``."""
+    return NOISE_STREAM + int(frame) + NOISE_CAMERA_STRIDE * int(camera)
 
 
 def image_size(profile: str, width: int, height: int, split: str = "train") -> tuple[int, int]:
@@ -121,7 +138,7 @@ class Episode:
     width: int
     height: int
     times: np.ndarray
-    seed_tag: tuple
+    seed_tag: tuple  # (seed, profile code, split code, index)
     traj: VehicleTrajectory | None = None
     movers: Scene | None = None
     mover_v: dict = field(default_factory=dict)
@@ -130,6 +147,11 @@ class Episode:
     @property
     def n_frames(self) -> int:
         return len(self.poses)
+
+    @property
+    def texture_seed(self) -> int:
+        """Render seed of the textures (:func:`.scene.shade`), the same in every frame."""
+        return int(sum(self.seed_tag)) % TEXTURE_SEED_MODULUS
 
     def poses_relative(self) -> np.ndarray:
         """Camera-to-world poses expressed in the first camera frame (first pose = I, KITTI)."""
@@ -159,7 +181,7 @@ class Episode:
         Kinv = np.linalg.inv(K)
         o = T[:3, 3]
         Rwc = T[:3, :3]
-        tag = int(sum(self.seed_tag)) % 100000
+        tag = self.texture_seed
         ss = max(1, int(supersample))
         g = (np.arange(ss) + 0.5) / ss - 0.5 if ss > 1 else np.zeros(1)
         gx, gy = (a.ravel() for a in np.meshgrid(g, g))
@@ -363,9 +385,9 @@ class Road:
         road = (lat >= self.ROAD[0]) & (lat <= self.ROAD[1])
         walk = ~road & (lat >= self.WALK[0]) & (lat <= self.WALK[1])
         grass = ~road & ~walk
-        alb[road], mat[road] = (0.36, 0.36, 0.37), M.ROAD
-        alb[walk], mat[walk] = (0.62, 0.58, 0.54), M.SIDEWALK
-        alb[grass], mat[grass] = (0.30, 0.42, 0.20), M.GRASS
+        alb[road], mat[road] = (0.36, 0.36, 0.37), Material.ROAD
+        alb[walk], mat[walk] = (0.62, 0.58, 0.54), Material.SIDEWALK
+        alb[grass], mat[grass] = (0.30, 0.42, 0.20), Material.GRASS
         w = np.maximum(foot * EDGE_PX, 0.02)
 
         def band(x, lo, hi):
@@ -401,7 +423,8 @@ def _street(rng: np.random.Generator, road: Road, b: _Builder, s0: float, s1: fl
             L, D, Hh = rng.uniform(6, 16), rng.uniform(8, 14), rng.uniform(5, 18)
             lat = near + side * (rng.uniform(0, 1.5) + D / 2)
             xy, h = road.at(s + L / 2, lat)
-            b.add_box([xy[0], xy[1], Hh / 2], h, [L / 2, D / 2, Hh / 2], _jitter(rng, _FACADE[rng.integers(len(_FACADE))]), M.FACADE)
+            b.add_box([xy[0], xy[1], Hh / 2], h, [L / 2, D / 2, Hh / 2], _jitter(rng, _FACADE[rng.integers(len(_FACADE))]),
+                      Material.FACADE)
             s += L + (rng.uniform(1, 5) if rng.random() < 0.35 else 0.2)
         s = s0 + rng.uniform(0, 6)
         lat = -2.9 if side < 0 else 6.4
@@ -411,24 +434,26 @@ def _street(rng: np.random.Generator, road: Road, b: _Builder, s0: float, s1: fl
                 h += rng.uniform(-0.05, 0.05)
                 col = _jitter(rng, _CARS[rng.integers(len(_CARS))])
                 L = rng.uniform(3.9, 4.6)
-                b.add_box([xy[0], xy[1], 0.6], h, [L / 2, 0.88, 0.4], col, M.CAR)
+                b.add_box([xy[0], xy[1], 0.6], h, [L / 2, 0.88, 0.4], col, Material.CAR)
                 off = rng.uniform(-0.3, 0.1)
-                b.add_box([xy[0] + off * np.cos(h), xy[1] + off * np.sin(h), 1.225], h, [L * 0.27, 0.8, 0.225], col * 0.9, M.CAR)
+                b.add_box([xy[0] + off * np.cos(h), xy[1] + off * np.sin(h), 1.225], h, [L * 0.27, 0.8, 0.225], col * 0.9,
+                          Material.CAR)
                 s += L + rng.uniform(0.8, 3)
             else:
                 s += rng.uniform(4, 9)
         s = s0 + rng.uniform(0, 10)
         while s < s1:  # poles
             xy, _ = road.at(s, -4.5 if side < 0 else 8.0)
-            b.add_cyl(xy, 0.0, rng.uniform(5, 8), rng.uniform(0.09, 0.15), _jitter(rng, np.array([0.45, 0.45, 0.48])), M.POLE)
+            b.add_cyl(xy, 0.0, rng.uniform(5, 8), rng.uniform(0.09, 0.15), _jitter(rng, np.array([0.45, 0.45, 0.48])),
+                      Material.POLE)
             s += rng.uniform(15, 30)
         s = s0 + rng.uniform(0, 8)
         while s < s1:  # trees: trunk + crown
             if rng.random() < 0.7:
                 xy, _ = road.at(s, (-5.7 if side < 0 else 9.3) + rng.uniform(-0.3, 0.3))
                 th, cr = rng.uniform(2.0, 3.5), rng.uniform(1.2, 2.2)
-                b.add_cyl(xy, 0.0, th + 0.3, rng.uniform(0.14, 0.25), _jitter(rng, np.array([0.40, 0.30, 0.20])), M.TRUNK)
-                b.add_sph([xy[0], xy[1], th + cr * 0.8], cr, _jitter(rng, np.array([0.25, 0.45, 0.18]), 0.2), M.FOLIAGE)
+                b.add_cyl(xy, 0.0, th + 0.3, rng.uniform(0.14, 0.25), _jitter(rng, np.array([0.40, 0.30, 0.20])), Material.TRUNK)
+                b.add_sph([xy[0], xy[1], th + cr * 0.8], cr, _jitter(rng, np.array([0.25, 0.45, 0.18]), 0.2), Material.FOLIAGE)
             s += rng.uniform(8, 20)
 
 
@@ -439,16 +464,16 @@ def _movers(rng: np.random.Generator, road: Road, b: _Builder, s0: float, s1: fl
         xy, h = road.at(s, 3.5)
         v = -rng.uniform(6, 12) * np.array([np.cos(h), np.sin(h), 0.0])
         col = _jitter(rng, _CARS[rng.integers(len(_CARS))])
-        b.add_box([xy[0], xy[1], 0.6], h, [2.2, 0.88, 0.4], col, M.CAR, v)
-        b.add_box([xy[0], xy[1], 1.225], h, [1.2, 0.8, 0.225], col * 0.9, M.CAR, v)
+        b.add_box([xy[0], xy[1], 0.6], h, [2.2, 0.88, 0.4], col, Material.CAR, v)
+        b.add_box([xy[0], xy[1], 1.225], h, [1.2, 0.8, 0.225], col * 0.9, Material.CAR, v)
         s += rng.uniform(20, 45)
     s = s0 + rng.uniform(25, 40)
     while s < s1:  # lead cars in the ego lane, faster than the ego vehicle (<= 10 m/s)
         xy, h = road.at(s, rng.uniform(-0.2, 0.2))
         v = rng.uniform(11, 13) * np.array([np.cos(h), np.sin(h), 0.0])
         col = _jitter(rng, _CARS[rng.integers(len(_CARS))])
-        b.add_box([xy[0], xy[1], 0.6], h, [2.2, 0.88, 0.4], col, M.CAR, v)
-        b.add_box([xy[0], xy[1], 1.225], h, [1.2, 0.8, 0.225], col * 0.9, M.CAR, v)
+        b.add_box([xy[0], xy[1], 0.6], h, [2.2, 0.88, 0.4], col, Material.CAR, v)
+        b.add_box([xy[0], xy[1], 1.225], h, [1.2, 0.8, 0.225], col * 0.9, Material.CAR, v)
         s += rng.uniform(30, 60)
     for side in (-1, 1):
         s = s0 + rng.uniform(0, 6)
@@ -456,8 +481,9 @@ def _movers(rng: np.random.Generator, road: Road, b: _Builder, s0: float, s1: fl
             xy, h = road.at(s, (-5.0 if side < 0 else 9.0) + rng.uniform(-0.8, 0.8))
             v = rng.choice([-1, 1]) * rng.uniform(0.8, 1.6) * np.array([np.cos(h), np.sin(h), 0.0])
             height = rng.uniform(1.35, 1.6)
-            b.add_cyl(xy, 0.0, height, rng.uniform(0.2, 0.28), _jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))]), M.PERSON, v)
-            b.add_sph([xy[0], xy[1], height + 0.14], 0.13, _jitter(rng, np.array([0.80, 0.62, 0.50])), M.PERSON, v)
+            b.add_cyl(xy, 0.0, height, rng.uniform(0.2, 0.28), _jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))]),
+                      Material.PERSON, v)
+            b.add_sph([xy[0], xy[1], height + 0.14], 0.13, _jitter(rng, np.array([0.80, 0.62, 0.50])), Material.PERSON, v)
             s += rng.uniform(5, 15)
 
 
@@ -509,6 +535,19 @@ def _centre_depth(h, k: int) -> np.ndarray:
     return np.where(same & np.isfinite(t).all(1), planar, t.min(1))
 
 
+class _Wall(enum.IntEnum):
+    """The room wall an object is put against (drawn as ``rng.integers(4)``)."""
+
+    NORTH = 0  # y = +half[1]
+    SOUTH = 1  # y = -half[1]
+    WEST = 2   # x = -half[0]
+    EAST = 3   # x = +half[0]
+
+
+#: Yaw of an object standing against each wall (indexed by _Wall): its local x runs along the wall.
+_WALL_YAW = (0.0, np.pi, np.pi / 2, -np.pi / 2)
+
+
 def _indoor_scene(rng: np.random.Generator) -> tuple[Scene, np.ndarray, np.ndarray]:
     """A furnished room: (scene, room centre, room half extents)."""
     L, Wd, Ht = rng.uniform(4.0, 7.0), rng.uniform(3.5, 6.0), rng.uniform(2.5, 3.0)
@@ -518,38 +557,42 @@ def _indoor_scene(rng: np.random.Generator) -> tuple[Scene, np.ndarray, np.ndarr
     furn = np.array([[0.55, 0.35, 0.20], [0.75, 0.72, 0.65], [0.30, 0.30, 0.35], [0.50, 0.20, 0.20],
                      [0.35, 0.45, 0.55], [0.65, 0.55, 0.35]])
     for _ in range(int(rng.integers(6, 11))):  # furniture against the walls
-        kind = rng.integers(3)
+        # size of a low wide piece (sofa, bed, desk), a tall narrow one (shelf, wardrobe) or a
+        # small one (chair, cabinet); all nine sizes are drawn whichever shape is chosen
+        shape = rng.integers(3)
         sx, sy, sz = [(rng.uniform(0.8, 2.0), rng.uniform(0.4, 0.9), rng.uniform(0.4, 0.9)),
                       (rng.uniform(0.6, 1.4), rng.uniform(0.3, 0.5), rng.uniform(1.4, 2.2)),
-                      (rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.8), rng.uniform(0.4, 1.0))][kind]
+                      (rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.8), rng.uniform(0.4, 1.0))][shape]
         wall = rng.integers(4)
-        yaw = [0.0, np.pi, np.pi / 2, -np.pi / 2][wall]
-        if wall < 2:
+        yaw = _WALL_YAW[wall]
+        if wall in (_Wall.NORTH, _Wall.SOUTH):
             x = rng.uniform(-half[0] + sx / 2 + 0.05, half[0] - sx / 2 - 0.05)
-            y = (half[1] - sy / 2 - 0.02) * (1 if wall == 0 else -1)
+            y = (half[1] - sy / 2 - 0.02) * (1 if wall == _Wall.NORTH else -1)
         else:
             y = rng.uniform(-half[1] + sx / 2 + 0.05, half[1] - sx / 2 - 0.05)
-            x = (half[0] - sy / 2 - 0.02) * (1 if wall == 3 else -1)
-        b.add_box([x, y, sz / 2], yaw, [sx / 2, sy / 2, sz / 2], _jitter(rng, furn[rng.integers(len(furn))], 0.15), M.FURNITURE)
+            x = (half[0] - sy / 2 - 0.02) * (1 if wall == _Wall.EAST else -1)
+        b.add_box([x, y, sz / 2], yaw, [sx / 2, sy / 2, sz / 2], _jitter(rng, furn[rng.integers(len(furn))], 0.15),
+                  Material.FURNITURE)
     for _ in range(int(rng.integers(2, 5))):  # pictures / posters: thin boxes on the walls
         wall = rng.integers(4)
         pw, ph = rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.9)
         z = rng.uniform(1.3, min(2.1, Ht - ph / 2 - 0.1))
-        yaw = [0.0, np.pi, np.pi / 2, -np.pi / 2][wall]
-        if wall < 2:
-            x, y = rng.uniform(-half[0] + 0.6, half[0] - 0.6), (half[1] - 0.015) * (1 if wall == 0 else -1)
+        yaw = _WALL_YAW[wall]
+        if wall in (_Wall.NORTH, _Wall.SOUTH):
+            x, y = rng.uniform(-half[0] + 0.6, half[0] - 0.6), (half[1] - 0.015) * (1 if wall == _Wall.NORTH else -1)
         else:
-            x, y = (half[0] - 0.015) * (1 if wall == 3 else -1), rng.uniform(-half[1] + 0.6, half[1] - 0.6)
-        b.add_box([x, y, z], yaw, [pw / 2, 0.012, ph / 2], rng.uniform(0.1, 0.9, 3), M.FURNITURE)
+            x, y = (half[0] - 0.015) * (1 if wall == _Wall.EAST else -1), rng.uniform(-half[1] + 0.6, half[1] - 0.6)
+        b.add_box([x, y, z], yaw, [pw / 2, 0.012, ph / 2], rng.uniform(0.1, 0.9, 3), Material.FURNITURE)
     # a low table near the centre (below the camera height) and a lamp / ball
     b.add_box([rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), 0.25], rng.uniform(0, np.pi), [0.6, 0.4, 0.25],
-              _jitter(rng, furn[0], 0.2), M.FURNITURE)
+              _jitter(rng, furn[0], 0.2), Material.FURNITURE)
     cx, cy = rng.uniform(-half[0] + 0.4, half[0] - 0.4), half[1] - 0.4
-    b.add_cyl([cx, cy], 0.0, 1.5, 0.05, np.array([0.3, 0.3, 0.3]), M.POLE)
-    b.add_sph([cx, cy, 1.65], 0.22, np.array([0.9, 0.85, 0.7]), M.FURNITURE)
-    walls = np.stack([_jitter(rng, np.array([0.78, 0.74, 0.66]), 0.15), _jitter(rng, np.array([0.55, 0.42, 0.30]), 0.15),
-                      np.array([0.9, 0.9, 0.88])])
-    sc = b.build(ground=False, room=(centre, half), room_rgb=walls, max_dist=20.0)
+    b.add_cyl([cx, cy], 0.0, 1.5, 0.05, np.array([0.3, 0.3, 0.3]), Material.POLE)
+    b.add_sph([cx, cy, 1.65], 0.22, np.array([0.9, 0.85, 0.7]), Material.FURNITURE)
+    face_rgb = np.stack([_jitter(rng, np.array([0.78, 0.74, 0.66]), 0.15),   # one row per RoomFace: wall,
+                         _jitter(rng, np.array([0.55, 0.42, 0.30]), 0.15),   # floor,
+                         np.array([0.9, 0.9, 0.88])])                        # ceiling
+    sc = b.build(ground=False, room=(centre, half), room_rgb=face_rgb, max_dist=20.0)
     return sc, centre, half
 
 
@@ -622,7 +665,7 @@ def render_sequence(profile: str = "driving", n_frames: int = 5, width: int = 16
         fr = ep.render(i, supersample=supersample)
         img = fr.image
         if noise_sigma > 0:
-            img = add_noise(img, episode_rng(seed, profile, split, index, 1000 + i), noise_sigma).astype(np.float32) / 255.0
+            img = add_noise(img, episode_rng(seed, profile, split, index, noise_stream(i)), noise_sigma).astype(np.float32) / 255.0
         imgs.append(img)
         depths.append(fr.depth)
         dyns.append(fr.dynamic)

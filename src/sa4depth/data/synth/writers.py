@@ -39,6 +39,7 @@ from .profiles import (
     episode_rng,
     image_size,
     make_episode,
+    noise_stream,
 )
 
 __all__ = [
@@ -62,6 +63,9 @@ TEST_DRIVES = 2                 # held-out KITTI raw drives (eigen / eigen_bench
 TEST_ROOMS = 2                  # held-out NYU rooms
 MANIFEST = ".complete"
 FORMAT_VERSION = 1
+#: Second word of the SeedSequence ``[seed, EIGEN_ZHOU_SPLIT_STREAM]`` of the generator that
+#: shuffles the eigen_zhou training lines and draws the validation ones (part of the data).
+EIGEN_ZHOU_SPLIT_STREAM = 77
 
 
 class SynthSpec(dict):
@@ -161,6 +165,7 @@ def oxts_fields(ep: Episode) -> np.ndarray:
     out[:, 14:17] = tr.a_body                                         # af al au
     out[:, 17:20] = tr.w_body                                         # wx wy wz
     out[:, 20:23] = tr.w_body                                         # wf wl wu
+    # pos_accuracy [m], vel_accuracy [m/s], navstat, numsats, posmode, velmode, orimode (typical KITTI values)
     out[:, 23:30] = (0.05, 0.02, 4, 10, 5, 5, 6)
     return out
 
@@ -202,7 +207,7 @@ def _odom_calib(K: np.ndarray) -> str:
 # ----------------------------------------------------------------------------- profiles
 def _noisy(seed: int, ep: Episode, img: np.ndarray, split: str, index: int, frame: int, cam: int = 0) -> np.ndarray:
     """8-bit noisy image; the noise generator is seeded per (seed, profile, split, sequence, frame, camera)."""
-    return add_noise(img, episode_rng(seed, ep.profile, split, index, 1000 + frame + 100000 * cam), NOISE_SIGMA)
+    return add_noise(img, episode_rng(seed, ep.profile, split, index, noise_stream(frame, cam)), NOISE_SIGMA)
 
 
 def _n_az(width: int) -> int:
@@ -281,7 +286,7 @@ def _driving_jobs(root: Path, seed: int, spec: dict) -> list:
     _text(raw / "calib_velo_to_cam.txt", _calib_rt(KittiRig.T_cam0_velo, "delta_f: 0 0\ndelta_c: 0 0\n"))
     _text(raw / "calib_imu_to_velo.txt", _calib_rt(KittiRig.T_velo_imu))
     # Monodepth2 eigen_zhou: shuffled training lines, ~10% (>= 1) held out for validation
-    order = np.random.default_rng([seed, 77]).permutation(len(train_lines))
+    order = np.random.default_rng([seed, EIGEN_ZHOU_SPLIT_STREAM]).permutation(len(train_lines))
     n_val = max(1, len(train_lines) // 10)
     _text(splits / "eigen_zhou" / "train_files.txt", "".join(train_lines[i] for i in sorted(order[n_val:])))
     _text(splits / "eigen_zhou" / "val_files.txt", "".join(train_lines[i] for i in sorted(order[:n_val])))
