@@ -301,3 +301,21 @@ def test_a_quick_run_never_targets_the_committed_tables(sandbox):
     assert not re.search(r"results/(tables|audit|figures)/", out)
     default = _snake(sandbox, "-n", "table_vi")
     assert default.returncode == 0 and "results/tables/table_vi.csv" in default.stdout + default.stderr
+
+
+def test_cli_table_and_audit_default_to_the_same_keyed_folders_as_the_dag(tmp_path, monkeypatch):
+    """`sa4depth table/audit` without --out-dir/--out: a non-committed setting writes to
+    results/<data>-<scale>-seeds<N>/, never over the committed results/tables or results/audit."""
+    from sa4depth.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--runs", str(tmp_path / "runs"), "--metrics", str(tmp_path / "m")]
+    assert main(["table", "table_vi", "--scale", "tiny", "--quiet", "--allow-missing", *common]) == 0
+    assert main(["audit", "table_vi", "--scale", "tiny", "--seeds", "2", *common]) == 0
+    made = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results").rglob("*") if p.is_file())
+    assert made == sorted(["results/synthetic-tiny-seeds1/tables/table_vi." + e for e in ("csv", "json", "md", "tex")]
+                          + ["results/synthetic-tiny-seeds2/audit/table_vi.json",
+                             "results/synthetic-tiny-seeds2/audit/table_vi.md"])
+    assert not (tmp_path / "results" / "tables").exists() and not (tmp_path / "results" / "audit").exists()
+    assert P.output_root("synthetic", "smoke", 1) == Path("results")          # workflow/config.yaml `committed`
+    assert P.output_root("real", "full", 3) == Path("results/real-full-seeds3")

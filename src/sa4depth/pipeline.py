@@ -35,7 +35,7 @@ __all__ = [
     "TABLES", "EVAL_KINDS", "DATASET_PROFILE", "TableSpec", "Row", "Column",
     "load_table", "eval_id", "run_dir", "metrics_path", "synth_dir", "paths_file",
     "experiment_overrides", "experiment_config", "config_hash", "scheduled_rows", "row_status",
-    "synthetic_paths",
+    "synthetic_paths", "committed_setting", "output_root",
 ]
 
 TABLES = ("table_i", "table_ii", "table_iii", "table_iv", "table_v", "table_vi", "table_vii", "table_viii")
@@ -207,6 +207,27 @@ def eval_id(ev: Mapping[str, Any]) -> str:
     if kind == "depth":
         return f"depth_{ev['split']}" + ("_sa" if ev.get("scale_aware") else "")
     return kind
+
+
+def committed_setting(workflow_config: str | Path | None = None) -> tuple[str, str, int]:
+    """(data, scale, seeds) whose tables, audit and figures are committed under ``results/``: the
+    ``committed`` block of ``workflow/config.yaml`` (beside ``params/``)."""
+    f = Path(workflow_config) if workflow_config else params_dir().parent / "workflow" / "config.yaml"
+    try:
+        c = load_yaml(f)["committed"]
+        return str(c["data"]), str(c["scale"]), int(c["seeds"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{f}: no valid `committed: {{data, scale, seeds}}` block ({e})") from None
+
+
+def output_root(data: str, scale: str, seeds: int, committed: tuple[str, str, int] | None = None) -> Path:
+    """Where tables, audit and figures of a setting go: ``results`` for the committed setting
+    (:func:`committed_setting`), else ``results/<data>-<scale>-seeds<N>``, so that a quick run at
+    another setting never replaces the committed results. The DAG and the CLI both use this."""
+    committed = committed or committed_setting()
+    if (data, scale, int(seeds)) == (committed[0], committed[1], int(committed[2])):
+        return Path("results")
+    return Path("results") / f"{data}-{scale}-seeds{int(seeds)}"
 
 
 def run_dir(data: str, scale: str, exp: str, seed: int | str, root: str | Path = "runs") -> Path:

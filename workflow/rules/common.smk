@@ -22,8 +22,7 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 # tables, audit and figures of the committed setting go to results/; any other setting to its own
 # folder, so that a quick run never replaces them (workflow/config.yaml, `committed`)
 _C = config["committed"]
-OUT = ("results" if (DATA, SCALE, len(SEEDS)) == (_C["data"], _C["scale"], int(_C["seeds"]))
-       else f"results/{DATA}-{SCALE}-seeds{len(SEEDS)}")
+OUT = str(P.output_root(DATA, SCALE, len(SEEDS), (_C["data"], _C["scale"], _C["seeds"])))
 SPECS = {t: P.load_table(f"params/tables/{t}.yaml") for t in P.TABLES}
 FIGURES = ["fig1_scale_factors", "fig3_qualitative_kitti", "fig6_trajectories", "fig10_features"]
 

@@ -8,7 +8,9 @@ def add_arguments(p) -> None:
     from sa4depth.report.cli_common import add_common
 
     add_common(p)
-    p.add_argument("--out-dir", default="results/tables", help="where <table>.{csv,md,tex,json} go")
+    p.add_argument("--out-dir", default=None,
+                   help="where <table>.{csv,md,tex,json} go (default: results/tables for the committed setting, "
+                        "workflow/config.yaml `committed`; else results/<data>-<scale>-seeds<N>/tables, as the DAG)")
     p.add_argument("--formats", nargs="+", default=["csv", "md", "tex", "json"],
                    choices=["csv", "md", "tex", "json", "html"],
                    help="output formats (default csv md tex json; html: a standalone page with the same cells)")
@@ -19,7 +21,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from sa4depth.report.cli_common import parse_weights, seeds_from
-    from sa4depth.pipeline import load_table
+    from sa4depth.pipeline import load_table, output_root
     from sa4depth.report.tables import MissingResults, build_table, to_markdown, write_table
 
     spec = load_table(args.table)
@@ -30,7 +32,8 @@ def run(args) -> int:
         print(f"sa4depth table: {e}\n(run `snakemake {spec.name} --config data={args.data} scale={args.scale}` "
               f"or pass --allow-missing)", file=sys.stderr)
         return 1
-    paths = write_table(res, args.out_dir, args.formats)
+    out_dir = args.out_dir or output_root(args.data, args.scale, args.seeds) / "tables"
+    paths = write_table(res, out_dir, args.formats)
     if not args.quiet:
         print(to_markdown(res))
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
