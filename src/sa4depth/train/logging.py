@@ -68,18 +68,15 @@ class CSVLog:
 
 
 class TBLog:
-    """Thin TensorBoard SummaryWriter wrapper (scalars only); disabled when tensorboard is missing."""
+    """Thin TensorBoard SummaryWriter wrapper (scalars only)."""
 
     def __init__(self, logdir: str | os.PathLike, purge_step: int | None = None):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is a declared dependency; stay usable without it
-            self.writer = None
-            return
+        from torch.utils.tensorboard import SummaryWriter  # tensorboard: a declared dependency
+
         self.writer = SummaryWriter(log_dir=str(logdir), purge_step=purge_step)
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
-        if self.writer is None:
+        if self.writer is None:  # closed
             return
         for k, v in scalars.items():
             self.writer.add_scalar(k, v, step)
@@ -88,3 +85,4 @@ class TBLog:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+            self.writer = None

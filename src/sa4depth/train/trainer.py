@@ -169,10 +169,7 @@ def build_train_model(cfg: Config) -> SelfSupModel:
     nets = build_models(cfg)
     refiner = None
     if cfg.refine.enabled and not cfg.matcher.enabled:
-        try:
-            from sa4depth.refine import SA4DepthRefiner  # type: ignore[attr-defined]
-        except ImportError:
-            from sa4depth.refine.module import SA4DepthRefiner
+        from sa4depth.refine.module import SA4DepthRefiner
 
         refiner = SA4DepthRefiner(cfg)
     pose = nets["pose"]
