@@ -42,6 +42,9 @@ __all__ = [
     "read_seconds_file",
     "read_split_file",
     "read_cam_txt",
+    "text_lines",
+    "read_single_channel_png",
+    "require_16bit",
 ]
 
 PathLike = str | os.PathLike
@@ -76,7 +79,7 @@ _PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFErro
 _RGB_SOURCE_MODES = {"RGB", "RGBA", "RGBX", "RGBa", "L", "LA", "La", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
-def _text_lines(path: Path, what: str) -> list[str]:
+def text_lines(path: Path, what: str) -> list[str]:
     """Lines of a text file; binary junk (not UTF-8) is a ``ValueError`` naming the file."""
     data = path.read_bytes()
     try:
@@ -128,7 +131,7 @@ def read_image_size(path: PathLike, what: str = "image") -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _read_single_channel_png(path: PathLike, what: str) -> np.ndarray:
+def read_single_channel_png(path: PathLike, what: str) -> np.ndarray:
     """Raw values of a single-channel PNG; a missing, corrupt or multi-channel file names the file."""
     path = Path(path)
     _require(path, what)
@@ -145,7 +148,8 @@ def _read_single_channel_png(path: PathLike, what: str) -> np.ndarray:
     return arr
 
 
-def _require_16bit(arr: np.ndarray, path: PathLike, what: str) -> None:
+def require_16bit(arr: np.ndarray, path: PathLike, what: str) -> None:
+    """A 16-bit depth / disparity PNG (``arr`` as read) or a ``ValueError`` naming ``path``."""
     # int32: Pillow < 10 opened 16-bit PNGs in mode "I"; an 8-bit PNG holds at most 255 / 256 m
     # (or 255 disparity steps), i.e. it is not the format: error instead of a silently wrong map
     if arr.dtype not in (np.uint16, np.int32):
@@ -154,15 +158,15 @@ def _require_16bit(arr: np.ndarray, path: PathLike, what: str) -> None:
 
 def read_depth_png(path: PathLike) -> np.ndarray:
     """uint16 PNG -> float32 metres, ``value / 256``, 0 = invalid (KITTI depth devkit)."""
-    arr = _read_single_channel_png(path, "depth PNG")
-    _require_16bit(arr, path, "depth PNG")
+    arr = read_single_channel_png(path, "depth PNG")
+    require_16bit(arr, path, "depth PNG")
     return arr.astype(np.float32) / 256.0
 
 
 def read_uint16_png(path: PathLike, what: str = "16-bit PNG") -> np.ndarray:
     """Raw uint16 values of a single-channel PNG (used for Cityscapes disparity)."""
-    arr = _read_single_channel_png(path, what)
-    _require_16bit(arr, path, what)
+    arr = read_single_channel_png(path, what)
+    require_16bit(arr, path, what)
     return arr.astype(np.float64)
 
 
@@ -171,7 +175,7 @@ def _read_calib_cached(path: str, _stamp: tuple[int, int]) -> dict[str, np.ndarr
     p = Path(path)
     _require(p, "calibration file")
     out: dict[str, np.ndarray] = {}
-    for lineno, line in enumerate(_text_lines(p, "calibration file"), 1):
+    for lineno, line in enumerate(text_lines(p, "calibration file"), 1):
         line = line.strip()
         if not line:
             continue
@@ -269,7 +273,7 @@ def parse_kitti_poses(path: PathLike, lines: Iterable[str], comments: bool = Fal
 def _read_poses_cached(path: str, _stamp: tuple[int, int]) -> np.ndarray:
     p = Path(path)
     _require(p, "pose file")
-    return parse_kitti_poses(p, _text_lines(p, "pose file"))[0]
+    return parse_kitti_poses(p, text_lines(p, "pose file"))[0]
 
 
 def read_poses_file(path: PathLike) -> np.ndarray:
@@ -281,7 +285,7 @@ def read_oxts_file(path: PathLike) -> np.ndarray:
     """One OXTS packet (30 numbers, KITTI devkit ``dataformat.txt``) -> float64 array."""
     p = Path(path)
     _require(p, "OXTS file")
-    s = " ".join(_text_lines(p, "OXTS file")).split()
+    s = " ".join(text_lines(p, "OXTS file")).split()
     try:
         v = np.array([float(x) for x in s], dtype=np.float64)
     except ValueError:
@@ -313,7 +317,7 @@ def _read_time_lines(path: str, what: str, parse, expected: str) -> np.ndarray:
     p = Path(path)
     _require(p, what)
     out = []
-    for lineno, line in enumerate(_text_lines(p, what), 1):
+    for lineno, line in enumerate(text_lines(p, what), 1):
         s = line.strip()
         if not s:
             continue
@@ -364,7 +368,7 @@ def read_split_file(path: PathLike, min_fields: int = 1, max_fields: int = 3,
     number of fields."""
     p = Path(path)
     _require(p, "split file")
-    for lineno, line in enumerate(_text_lines(p, "split file"), 1):
+    for lineno, line in enumerate(text_lines(p, "split file"), 1):
         fields = line.split()
         if not fields:
             continue
@@ -379,7 +383,7 @@ def read_cam_txt(path: PathLike) -> np.ndarray:
     """SfMLearner/ManyDepth Cityscapes ``_cam.txt``: ``fx,0,cx,0,fy,cy,0,0,1`` -> 3x3 pixels."""
     p = Path(path)
     _require(p, "camera file")
-    txt = " ".join(_text_lines(p, "camera file")).replace(",", " ").split()
+    txt = " ".join(text_lines(p, "camera file")).replace(",", " ").split()
     try:
         v = np.array([float(x) for x in txt], dtype=np.float64)
     except ValueError:

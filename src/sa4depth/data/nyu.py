@@ -19,7 +19,7 @@ import numpy as np
 
 from .base import (FrameRef, MonoDataset, SampleInfo, TestListDataset, depth_png_loader, pose_norm_between,
                    principal_point_check)
-from .io import _text_lines, file_stamp, read_depth_png, read_image_size, read_poses_file, read_split_file
+from .io import text_lines, file_stamp, read_depth_png, read_image_size, read_poses_file, read_split_file
 
 __all__ = ["NyuTrainDataset", "NyuTestDataset", "read_nyu_intrinsics", "load_nyu_gt_depth", "nyu_train_image"]
 
@@ -35,7 +35,7 @@ def _read_nyu_intrinsics(path: str, _stamp: tuple[int, int]) -> tuple[float, flo
     if not p.is_file():
         raise FileNotFoundError(f"{p}: NYU intrinsics file not found")
     try:
-        v = [float(x) for x in " ".join(_text_lines(p, "NYU intrinsics file")).replace(",", " ").split()]
+        v = [float(x) for x in " ".join(text_lines(p, "NYU intrinsics file")).replace(",", " ").split()]
     except ValueError as e:
         if str(e).startswith(str(p)):
             raise

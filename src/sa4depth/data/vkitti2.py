@@ -39,7 +39,7 @@ import numpy as np
 from sa4depth.files import write_text_atomic
 
 from .base import FrameRef, MonoDataset, SampleInfo, pose_norm_between, principal_point_check
-from .io import (_read_single_channel_png, _require_16bit, _text_lines, check_rotations, file_stamp, read_image_size,
+from .io import (read_single_channel_png, require_16bit, text_lines, check_rotations, file_stamp, read_image_size,
                  read_split_file)
 
 __all__ = ["VKitti2Dataset", "is_vkitti2_release", "read_vkitti2_extrinsics", "read_vkitti2_intrinsics",
@@ -73,7 +73,7 @@ def _read_table(path: Path, ncols: int, what: str) -> list[tuple[int, int, int, 
         raise FileNotFoundError(f"{path}: VKITTI2 {what} file not found")
     rows = []
     seen: set[tuple[int, int]] = set()
-    lines = _text_lines(path, f"VKITTI2 {what} file")
+    lines = text_lines(path, f"VKITTI2 {what} file")
     header = lines[0].split() if lines else []
     if not header or header[0] != "frame":
         raise ValueError(f"{path}:1: expected the header line 'frame cameraID ...', got {' '.join(header)[:60]!r}")
@@ -145,8 +145,8 @@ def read_vkitti2_intrinsics(path: str | os.PathLike) -> dict[tuple[int, int], tu
 def read_vkitti2_depth(path: str | os.PathLike) -> np.ndarray:
     """uint16 centimetre depth PNG -> float32 metres; 0 and the far value 65535 (sky) -> 0."""
     p = Path(path)
-    arr = _read_single_channel_png(p, "VKITTI2 depth PNG")
-    _require_16bit(arr, p, "VKITTI2 depth PNG")
+    arr = read_single_channel_png(p, "VKITTI2 depth PNG")
+    require_16bit(arr, p, "VKITTI2 depth PNG")
     d = arr.astype(np.float32) / 100.0
     d[(arr <= 0) | (arr >= VKITTI2_FAR_VALUE)] = 0.0
     return d

@@ -58,12 +58,12 @@ def read_kitti_poses(path: str | os.PathLike) -> np.ndarray:
     blank lines and ``#`` comments skipped; a line without 12 finite numbers, or whose 3x3 block is
     not a rotation within ``ROTATION_TOL``, is an error naming the file and line). Accepted rotations
     further than evo's 1e-6 from SO(3) (files written with few decimals) are projected onto it."""
-    from sa4depth.data.io import _text_lines, parse_kitti_poses
+    from sa4depth.data.io import text_lines, parse_kitti_poses
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: pose file not found")
-    T, _ = parse_kitti_poses(p, _text_lines(p, "pose file"), comments=True)
+    T, _ = parse_kitti_poses(p, text_lines(p, "pose file"), comments=True)
     R = T[:, :3, :3]
     orth = np.abs(np.swapaxes(R, 1, 2) @ R - np.eye(3)).max(axis=(1, 2))
     fix = (orth > _EVO_SO3_ATOL) | (np.abs(np.linalg.det(R) - 1.0) > _EVO_SO3_ATOL)
