@@ -121,3 +121,27 @@ def test_evaluate_depth_run_exports_gt_and_scores(run_dir, tmp_path, capsys):
                "--out", str(tmp_path / "again.json")])
     r2 = json.loads((tmp_path / "again.json").read_text())
     assert r2["metrics"] == pytest.approx(r["metrics"], rel=1e-6)
+
+
+def test_git_dirty_means_code_or_params_changed_not_the_committed_results(tmp_path):
+    """A run rewrites the committed tables while later jobs record provenance: that is not 'dirty'."""
+    import subprocess
+
+    from sa4depth.evaluate.provenance import git_info
+
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    (tmp_path / "results" / "tables" / "t.csv").write_text("1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    info = git_info(tmp_path / "src")
+    assert info["dirty"] is False and len(info["commit"]) == 40
+    (tmp_path / "results" / "tables" / "t.csv").write_text("2\n")
+    assert git_info(tmp_path / "src")["dirty"] is False
+    (tmp_path / "src" / "a.py").write_text("x = 2\n")
+    assert git_info(tmp_path / "src")["dirty"] is True

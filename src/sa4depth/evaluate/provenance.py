@@ -26,7 +26,10 @@ __all__ = ["git_info", "provenance", "to_jsonable"]
 def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` from ``git rev-parse HEAD`` / ``git status``.
 
-    Never raises: outside a git checkout (or without git) both values are ``None``.
+    ``dirty``: a tracked file outside ``results/`` differs from the commit. The committed results
+    (tables, audit, figures, the claims ledger) are the pipeline's own outputs: a run rewrites them
+    while later jobs still record provenance, and that does not make the code that ran differ from
+    the commit. Never raises: outside a git checkout (or without git) both values are ``None``.
     """
     cwd = str(cwd or Path(__file__).resolve().parents[3])
     try:
@@ -34,8 +37,10 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
                                 text=True, timeout=10)
         if commit.returncode != 0:
             return {"commit": None, "dirty": None}
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, timeout=30)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10).stdout.strip() or cwd
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results"], cwd=top, capture_output=True, text=True, timeout=30)
         dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
         return {"commit": commit.stdout.strip(), "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
