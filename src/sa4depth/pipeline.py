@@ -212,11 +212,15 @@ def eval_id(ev: Mapping[str, Any]) -> str:
 def committed_setting(workflow_config: str | Path | None = None) -> tuple[str, str, int]:
     """(data, scale, seeds) whose tables, audit and figures are committed under ``results/``: the
     ``committed`` block of ``workflow/config.yaml`` (beside ``params/``)."""
-    f = Path(workflow_config) if workflow_config else params_dir().parent / "workflow" / "config.yaml"
+    if workflow_config:
+        f = Path(workflow_config)
+    else:  # beside the params/ in use, else this checkout's (params copied elsewhere: SA4DEPTH_PARAMS)
+        near = params_dir().parent / "workflow" / "config.yaml"
+        f = near if near.is_file() else Path(__file__).resolve().parents[2] / "workflow" / "config.yaml"
     try:
         c = load_yaml(f)["committed"]
         return str(c["data"]), str(c["scale"]), int(c["seeds"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (OSError, KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"{f}: no valid `committed: {{data, scale, seeds}}` block ({e})") from None
 
 

@@ -28,9 +28,12 @@ def run(args) -> int:
     spec = load_table(args.table)
     a = audit_table(spec, args.data, args.scale, seeds_from(args.seeds), parse_weights(args.weights),
                     runs_root=args.runs, metrics_root=args.metrics)
-    root = output_root(args.data, args.scale, args.seeds) / "audit"
-    out = args.out or str(root / f"{spec.name}.md")
-    js = args.json or (str(Path(out).with_suffix(".json")) if args.out else str(root / f"{spec.name}.json"))
+    if args.out:
+        out = args.out
+        js = args.json or str(Path(out).with_suffix(".json"))
+    else:
+        root = output_root(args.data, args.scale, args.seeds) / "audit"
+        out, js = str(root / f"{spec.name}.md"), args.json or str(root / f"{spec.name}.json")
     write_audit(a, out, js)
     print(audit_markdown(a))
     print(f"wrote {out}, {js}", file=sys.stderr)
