@@ -16,7 +16,7 @@ import torch
 
 from sa4depth.config import load_config
 from sa4depth.geometry import se3_exp
-from sa4depth.report.claims import (build_ledger, claim_verdict, compare, load_claims, paired_interval,
+from sa4depth.report.claims import (build_ledger, claim_verdict, compare, load_claims, paired_interval, with_seeds,
                                     write_ledger)
 from sa4depth.train import train
 from sa4depth.train.monitor import pose_errors
@@ -150,6 +150,48 @@ claims:
     assert (out / js["claims"][0]["comparisons"][0]["a_files"][0]).is_file()  # inputs copied beside it
     md = (out / "claims.md").read_text()
     assert "**reproduced**" in md and "T2" in md and "not run yet" in md
+
+
+def test_seeds_override_reads_seeds_0_to_n_minus_1_only(tmp_path, monkeypatch, capsys):
+    """`sa4depth claims --seeds N` (make reproduce's headline ledger): each claim answered from seeds
+    0..N-1 whatever its own count; fewer than 3 is refused."""
+    (tmp_path / "params").mkdir()
+    f = _write(tmp_path / "params" / "claims.yaml", """scale: tiny
+claims:
+  - id: T1
+    table: table_x
+    statement: a beats b
+    seeds: 5
+    comparisons:
+      - {metric: abs_rel, eval: depth_s, path: metrics.abs_rel, a: md2_18, b: md2_50, better: lower}
+""")
+    spec = load_claims(f)
+    assert [c.seeds for c in with_seeds(spec["claims"], 3)] == [3] and spec["claims"][0].seeds == 5
+    assert with_seeds(spec["claims"], None)[0].seeds == 5
+    for bad in (2, 0, True, 3.0):
+        with pytest.raises(ValueError, match="seeds="):
+            with_seeds(spec["claims"], bad)
+    metrics = tmp_path / "results" / "metrics"
+    # seeds 0-2 favour a, seed 3 (not read at --seeds 3) would flip the mean
+    vals = {"md2_18": [0.20, 0.22, 0.21, 0.90], "md2_50": [0.30, 0.33, 0.31, 0.30]}
+    for exp, vs in vals.items():
+        for s, v in enumerate(vs):
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": v}}))
+    (tmp_path / "params" / "experiments.yaml").write_text((ROOT / "params/experiments.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    from sa4depth.cli import main
+
+    assert main(["claims", "--only", "T1", "--seeds", "3", "--out-dir", "out"]) == 0
+    (c,) = json.loads(Path("out/claims.json").read_text())["claims"]
+    assert c["seeds"] == 3 and c["verdict"] == "reproduced"
+    assert c["comparisons"][0]["a_values"] == vals["md2_18"][:3]
+    capsys.readouterr()
+    assert main(["claims", "--only", "T1", "--out-dir", "out5"]) != 0    # its own 5 seeds: seed 4 missing
+    assert "md2_18 seed 4 needed by claim T1" in capsys.readouterr().err
+    assert main(["claims", "--only", "T1", "--seeds", "2", "--out-dir", "out2"]) != 0
+    assert "seeds=2" in capsys.readouterr().err and not Path("out2").exists()
 
 
 # ----------------------------------------------------------------------------- the monitor

@@ -146,7 +146,8 @@ def test_dvc_yaml_declares_every_table_and_the_claims_ledger_and_no_stages():
     """Snakemake is the only DAG: dvc.yaml declares metrics for `dvc metrics show/diff`, no stages."""
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert "stages" not in dvc
-    assert dvc["metrics"] == [f"results/tables/{t}.json" for t in P.TABLES] + ["results/claims/claims.json"]
+    assert dvc["metrics"] == [f"results/tables/{t}.json" for t in P.TABLES] + ["results/claims/claims.json",
+                                                                                        "results/claims/headline/claims.json"]
 
 
 @needs_dvc
@@ -224,6 +225,29 @@ def test_dry_run_claims_trains_each_claims_seeds_once_and_keys_its_output(sandbo
     r = _snake(sandbox, "-n", "claim_C2", "--config", "claims_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     assert _jobs(r.stdout)["train"] == 10
+
+
+@needs_snakemake
+def test_dry_run_reproduce_is_the_paper_plus_the_headline_claim_at_its_seeds(sandbox):
+    """`make reproduce` = the paper DAG at `scale` and the headline claim's runs at `claims_scale`
+    with config headline_seeds seeds, its ledger keyed beside (never over) the full ledger."""
+    r = _snake(sandbox, "-n", "paper", "--config", "scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    paper_trains = _jobs(r.stdout)["train"]
+    r = _snake(sandbox, "-n", "-p", "reproduce", "--config", "scale=tiny", "claims_scale=tiny", "headline_seeds=4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _jobs(r.stdout)
+    assert jobs["headline_ledger"] == 1 and "claims_ledger" not in jobs
+    # C2's two experiments at 4 seeds; at scale=tiny seed 0 of md2_18 and sa4depth_md2_18 is the paper's run
+    assert jobs["train"] == paper_trains + 2 * 3
+    assert "results/claims/synthetic-tiny/headline/claims.json" in r.stdout
+    assert "--only C2 --seeds 4" in r.stdout
+    assert "runs/synthetic/tiny/sa4depth_md2_18/seed3/done.json" in r.stdout
+    assert "seed4/done.json" not in r.stdout
+    for bad in ("headline_claim=C9", "headline_seeds=2"):
+        r = _snake(sandbox, "-n", "reproduce", "--config", "scale=tiny", "claims_scale=tiny", bad)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and ("C9" in out or "seeds" in out), out[-2000:]
 
 
 @needs_snakemake

@@ -175,6 +175,13 @@ CLAIMS = CL.load_claims("params/claims.yaml")
 CLAIMS_SCALE = config.get("claims_scale") or CLAIMS["scale"]
 CLAIMS_OUT = ("results/claims" if (DATA, CLAIMS_SCALE) == ("synthetic", CLAIMS["scale"])
               else f"results/claims/{DATA}-{CLAIMS_SCALE}")
+# `snakemake reproduce`: the headline claim with config headline_seeds seeds, beside the ledger
+HEADLINE = {"claim": str(config["headline_claim"]), "seeds": int(config["headline_seeds"])}
+HEADLINE_CLAIMS = CL.with_seeds([c for c in CLAIMS["claims"] if c.id == HEADLINE["claim"]], HEADLINE["seeds"])
+if not HEADLINE_CLAIMS:
+    raise ValueError(f"workflow config: headline_claim={HEADLINE['claim']!r} is not a claim of params/claims.yaml "
+                     f"(known: {', '.join(c.id for c in CLAIMS['claims'])})")
+HEADLINE_OUT = f"{CLAIMS_OUT}/headline"
 # the monitor figure: Md2-18 vs Md2-18 + SA4Depth, every seed of the headline claim
 MONITOR_RUNS = {"Md2-18": "md2_18", "Md2-18 + SA4Depth": "sa4depth_md2_18"}
 MONITOR_SEEDS = max([c.seeds for c in CLAIMS["claims"] if c.id == "C2"] or [3])

@@ -10,6 +10,7 @@ Examples:
   sa4depth claims                               # all claims, every result file must exist
   sa4depth claims --allow-missing               # claims not run yet are listed as pending
   sa4depth claims --only C2 --out-dir /tmp/c2
+  sa4depth claims --only C2 --seeds 3 --out-dir results/claims/headline   # make reproduce's ledger
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default="synthetic", help="data preset of the runs (synthetic | real)")
     p.add_argument("--scale", default=None, help="scale of the runs (default: the claims file's `scale`)")
     p.add_argument("--only", default=None, help="comma-separated claim ids (default: all)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds 0..N-1 for every chosen claim instead of each claim's own count (N >= 3)")
     p.add_argument("--allow-missing", action="store_true",
                    help="list claims with missing result files as pending instead of failing")
     p.add_argument("--out-dir", default="results/claims", help="output folder (default results/claims)")
@@ -32,7 +35,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from sa4depth.config import load_yaml
     from sa4depth.evaluate.provenance import git_info
-    from sa4depth.report.claims import build_ledger, load_claims, write_ledger
+    from sa4depth.report.claims import build_ledger, load_claims, with_seeds, write_ledger
 
     exps = (load_yaml("params/experiments.yaml") or {}).get("rows", {})
     spec = load_claims(args.claims, experiments=exps)
@@ -44,11 +47,12 @@ def run(args) -> int:
             raise ValueError(f"--only: unknown claim id(s) {unknown} in {args.claims} "
                              f"(known: {', '.join(c.id for c in claims)})")
         claims = [c for c in claims if c.id in want]
+    claims = with_seeds(claims, args.seeds)
     scale = args.scale or spec["scale"]
     ledger = build_ledger(claims, args.data, scale, args.runs, args.metrics, allow_missing=args.allow_missing)
     g = git_info()
     prov = {"git_commit": g.get("commit"), "git_dirty": g.get("dirty"), "claims_file": args.claims,
-            "data": args.data, "scale": scale,
+            "data": args.data, "scale": scale, "seeds_override": args.seeds,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
     files = write_ledger(ledger, args.out_dir, provenance=prov)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
-           "claim_inputs", "build_ledger", "write_ledger", "VERDICTS"]
+           "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -125,6 +125,16 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
 
 
 # ----------------------------------------------------------------------------- statistics
+def with_seeds(claims: Sequence[Claim], seeds: int | None) -> list[Claim]:
+    """The claims with ``seeds`` seeds each instead of their own count (None: unchanged). A paired
+    interval needs at least 3 seeds here, as in the claims file."""
+    if seeds is None:
+        return list(claims)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 3:
+        raise ValueError(f"seeds={seeds!r}: a claim needs an integer >= 3 seeds")
+    return [replace(c, seeds=seeds) for c in claims]
+
+
 def paired_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float] | None:
     """``(mean, lo, hi)``: two-sided paired-t interval of the mean difference; None if n < 2."""
     from scipy import stats
