@@ -100,6 +100,12 @@ def test_shipped_claims_file_validates_against_the_experiments():
      " better: smaller, eval: e, path: p}]}\n", "better='smaller'"),
     ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, sedes: 4, comparisons: []}\n", "unknown key"),
     ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, comparisons: [{metric: m, a: md2_18, b: md2_18,"
+     " better: lower, eval: log, path: mon/abs_rel}]}\n", "eval 'log' needs it"),
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, comparisons: [{metric: m, a: md2_18, b: md2_18,"
+     " better: lower, eval: e, step: 5, path: p}]}\n", "`step` goes with eval 'log'"),
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, comparisons: [{metric: m, a: md2_18, b: md2_18,"
+     " better: lower, eval: log, step: -1, path: p}]}\n", "step=-1"),
+    ("claims:\n  - {id: X, table: t, statement: s, seeds: 3, comparisons: [{metric: m, a: md2_18, b: md2_18,"
      " better: lower, eval: e, path: p}]}\n  - {id: X, table: t, statement: s, seeds: 3, comparisons:"
      " [{metric: m, a: md2_18, b: md2_18, better: lower, eval: e, path: p}]}\n", "duplicate claim id"),
 ])
@@ -150,6 +156,49 @@ claims:
     assert (out / js["claims"][0]["comparisons"][0]["a_files"][0]).is_file()  # inputs copied beside it
     md = (out / "claims.md").read_text()
     assert "**reproduced**" in md and "T2" in md and "not run yet" in md
+
+
+def test_log_comparison_reads_the_finished_runs_learning_curve_at_its_step(tmp_path):
+    """eval `log`: a column of log.csv at `step` (the last row of that step: a resumed run logs it
+    twice); the run counts only once done.json exists; a step the monitor never logged is an error."""
+    f = _write(tmp_path / "claims.yaml", """scale: tiny
+claims:
+  - id: T1
+    table: table_x
+    statement: early on, a is behind b
+    seeds: 3
+    comparisons:
+      - {metric: early, eval: log, step: 50, path: mon/abs_rel, a: ea, b: eb, better: higher}
+""")
+    spec = load_claims(f)
+    runs = tmp_path / "runs"
+    curves = {"ea": [0.60, 0.58, 0.62], "eb": [0.50, 0.51, 0.49]}
+    for exp, vs in curves.items():
+        for s, v in enumerate(vs):
+            d = runs / "synthetic" / "tiny" / exp / f"seed{s}"
+            d.mkdir(parents=True)
+            # step 50 logged twice (a resume): the second value counts; rows without the column are skipped
+            (d / "log.csv").write_text("step,loss,mon/abs_rel\n0,1.0,0.7\n50,0.9,0.99\n50,0.9,%s\n60,0.8,\n"
+                                       "100,0.7,0.1\n" % v)
+    led = build_ledger(spec["claims"], "synthetic", "tiny", runs, tmp_path / "metrics", allow_missing=True)
+    assert led["claims"] == [] and led["pending"][0]["missing"] == 6          # no done.json yet: not finished
+    for exp in curves:
+        for s in range(3):
+            (runs / "synthetic" / "tiny" / exp / f"seed{s}" / "done.json").write_text("{}")
+    (c,) = build_ledger(spec["claims"], "synthetic", "tiny", runs, tmp_path / "metrics")["claims"]
+    m = c["comparisons"][0]
+    assert m["a_values"] == curves["ea"] and m["b_values"] == curves["eb"] and m["step"] == 50
+    assert c["verdict"] == "reproduced" and m["a_files"][0].endswith("log.csv")
+    out = tmp_path / "ledger"
+    write_ledger({"claims": [c], "pending": []}, out)
+    copied = out / json.loads((out / "claims.json").read_text())["claims"][0]["comparisons"][0]["a_files"][0]
+    assert copied.name == "log.csv" and "50,0.9,0.6" in copied.read_text()
+    spec["claims"][0].comparisons[0].step = 75
+    with pytest.raises(ValueError, match="no value of 'mon/abs_rel' at step 75"):
+        build_ledger(spec["claims"], "synthetic", "tiny", runs, tmp_path / "metrics")
+    spec["claims"][0].comparisons[0].a_path = "mon/nope"
+    with pytest.raises(ValueError, match="no column 'mon/nope'"):
+        build_ledger(spec["claims"], "synthetic", "tiny", runs, tmp_path / "metrics")
 
 
 def test_seeds_override_reads_seeds_0_to_n_minus_1_only(tmp_path, monkeypatch, capsys):

@@ -28,8 +28,9 @@ __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
+TRAIN_LOG = "log"     # the run's log.csv at comparison `step` (the learning curve), once the run is done
 _CLAIM_KEYS = {"id", "table", "statement", "summary", "seeds", "substitutions", "comparisons", "note"}
-_CMP_KEYS = {"metric", "a", "b", "better", "eval", "path", "a_path", "b_path", "label"}
+_CMP_KEYS = {"metric", "a", "b", "better", "eval", "path", "a_path", "b_path", "label", "step"}
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Comparison:
     a_path: str            # dotted path into the JSON
     b_path: str
     label: str = ""
+    step: int | None = None  # eval "log": the training step whose logged value is compared
 
 
 @dataclass
@@ -112,8 +114,14 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
             a_path, b_path = m.get("a_path", path_), m.get("b_path", path_)
             if not a_path or not b_path:
                 raise ValueError(f"{w}: give 'path' (or both 'a_path' and 'b_path')")
+            step = m.get("step")
+            if (m["eval"] == TRAIN_LOG) != (step is not None):
+                raise ValueError(f"{w}: eval={m['eval']!r}, step={step!r}: `step` goes with eval 'log' "
+                                 f"(a column of the run's log.csv at that step), and eval 'log' needs it")
+            if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+                raise ValueError(f"{w}: step={step!r}: a training step, an integer >= 0")
             comps.append(Comparison(str(m["metric"]), str(m["a"]), str(m["b"]), m["better"], str(m["eval"]),
-                                    str(a_path), str(b_path), str(m.get("label", ""))))
+                                    str(a_path), str(b_path), str(m.get("label", "")), step))
         subs = c.get("substitutions") or []
         if not isinstance(subs, list):
             raise ValueError(f"{where} ({cid}): substitutions must be a list of strings")
@@ -218,7 +226,7 @@ def _source_file(data: str, scale: str, exp: str, seed: int, eid: str, runs_root
                  metrics_root: str | Path) -> Path:
     from sa4depth.pipeline import metrics_path, run_dir
 
-    if eid == TRAIN_EVAL:
+    if eid in (TRAIN_EVAL, TRAIN_LOG):  # "log" reads log.csv beside it, once the run has finished
         return run_dir(data, scale, exp, seed, runs_root) / "done.json"
     return metrics_path(data, scale, exp, seed, eid, metrics_root)
 
@@ -248,6 +256,32 @@ def _dig(d: Any, dotted: str, where: Path) -> float:
     return v
 
 
+def _log_value(f: Path, step: int, column: str) -> float:
+    """The value of ``column`` logged at ``step`` in a run's log.csv (the last such row: a resumed run
+    may log a step twice)."""
+    import csv
+
+    found = None
+    with open(f, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if column not in (reader.fieldnames or []):
+            raise ValueError(f"{f}: no column {column!r} (columns: {', '.join(reader.fieldnames or [])})")
+        for row in reader:
+            try:
+                row_step = int(float(row.get("step") or "nan"))
+            except ValueError:
+                continue
+            if row_step == step and (row.get(column) or "").strip():
+                found = row[column]
+    if found is None:
+        raise ValueError(f"{f}: no value of {column!r} at step {step} (the monitor logs every "
+                         f"train.monitor_every steps)")
+    try:
+        return float(found)
+    except ValueError:
+        raise ValueError(f"{f}: {column!r} at step {step} is not a number: {found!r}") from None
+
+
 def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
                  metrics_root: str | Path = "results/metrics", allow_missing: bool = False) -> dict[str, Any]:
     """The ledger as a dict (what ``claims.json`` holds), computed from the result files only.
@@ -272,15 +306,20 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                     if not f.is_file():
                         raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing "
                                                 f"(run `snakemake claims`)")
-                    with open(f) as fh:
-                        try:
-                            vals[side].append(_dig(json.load(fh), path, f))
-                        except json.JSONDecodeError as e:
-                            raise ValueError(f"{f}: not valid JSON ({e})") from None
+                    if m.eval == TRAIN_LOG:
+                        f = f.parent / "log.csv"
+                        vals[side].append(_log_value(f, int(m.step), path))
+                    else:
+                        with open(f) as fh:
+                            try:
+                                vals[side].append(_dig(json.load(fh), path, f))
+                            except json.JSONDecodeError as e:
+                                raise ValueError(f"{f}: not valid JSON ({e})") from None
                     files[side].append(str(f))
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
             comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
                           "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
+                          **({"step": m.step} if m.step is not None else {}),
                           "seeds": list(range(c.seeds)), **rec, "a_files": files["a"], "b_files": files["b"]})
         out.append({
             "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
@@ -310,7 +349,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
              "need to exclude 0 if the measured mean and spread of the differences held (a planning figure).", ""]
     if provenance:
         lines += [f"Computed at commit `{provenance.get('git_commit', '?')}` on {provenance.get('created', '?')}.", ""]
-    lines += ["| claim | table | the paper says | verdict | data | scale | seeds |", "|---|---|---|---|---|---|---|"]
+    lines += ["| claim | table | what it says | verdict | data | scale | seeds |", "|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
         lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
                      f"| {c['scale']} | {c['seeds']} |")
@@ -323,7 +362,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             lines += ["Substitutions: " + "; ".join(c["substitutions"]), ""]
         if c.get("note"):
             lines += [c["note"], ""]
-        lines += ["| metric | a | b | paper says | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
+        lines += ["| metric | a | b | claimed | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
                   "| seeds for a clear interval |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for m in c["comparisons"]:
@@ -348,7 +387,7 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                  provenance: Mapping[str, Any] | None = None) -> list[Path]:
     """Write ``claims.json`` / ``claims.md`` atomically; copy every source file under
     ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/`` (and the run's ``log.csv`` and ``config.yaml``
-    for ``train`` comparisons: the learning curve and what was trained) so the ledger and its inputs are committed together."""
+    for ``train`` and ``log`` comparisons: the learning curve and what was trained) so the ledger and its inputs are committed together."""
     from sa4depth.files import copy_atomic, write_json_atomic, write_text_atomic
 
     # two `claim_<ID>` jobs may write the same ledger at once (same inputs, same bytes): per-process
@@ -370,9 +409,9 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                         dst_dir.mkdir(parents=True, exist_ok=True)
                         copy_atomic(src, dst, unique=True)
                         copied[str(src)] = str(dst)
-                        if m["eval"] == TRAIN_EVAL:  # the learning curve and the resolved config of the run
+                        if m["eval"] in (TRAIN_EVAL, TRAIN_LOG):  # the learning curve and the run's config
                             for extra in ("log.csv", "config.yaml"):
-                                if (src.parent / extra).is_file():
+                                if extra != src.name and (src.parent / extra).is_file():
                                     copy_atomic(src.parent / extra, dst_dir / extra, unique=True)
                     rel_files.append(str(dst.relative_to(out)))
                 m[f"{side}_files"] = rel_files
