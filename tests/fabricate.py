@@ -132,6 +132,17 @@ def drive_trajectory(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return pos, yaw, speed
 
 
+def arc_trajectory(n: int, radius: float, angle: float) -> np.ndarray:
+    """n camera-to-world 4x4 poses along a circular arc of ``radius`` metres turning through ``angle``
+    radians in the x-z plane (KITTI camera axes), identity rotations: a GT trajectory for the
+    odometry metrics."""
+    th = np.linspace(0, angle, n)
+    T = np.tile(np.eye(4), (n, 1, 1))
+    T[:, 0, 3] = radius * np.sin(th)
+    T[:, 2, 3] = radius * (1 - np.cos(th))
+    return T
+
+
 def write_drive(root: Path, folder: str, n: int, c: DrivingCalib, seed: int, img_ext: str = ".png") -> dict:
     """One KITTI raw drive with images, OXTS, velodyne, GT depth PNG and poses_cam_02.txt."""
     rng = np.random.default_rng(seed)

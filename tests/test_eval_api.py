@@ -1,6 +1,8 @@
 """The evaluation library API (sa4depth.evaluate.jobs) called from Python, without the CLI: the same
 numbers, log lines and JSON as `sa4depth evaluate ...` on the same files (no dataset needed)."""
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,9 @@ from sa4depth.evaluate import jobs
 from sa4depth.evaluate.odometry import write_kitti_poses
 from sa4depth.evaluate.provenance import to_jsonable
 from sa4depth.files import hash_files
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fabricate import arc_trajectory  # noqa: E402
 
 
 def _gt_npz(path, n=4, shape=(20, 60), seed=0):
@@ -86,10 +91,7 @@ def test_write_result_adds_provenance_like_the_cli(tmp_path, capsys):
 
 def test_evaluate_odometry_api_matches_cli(tmp_path, capsys):
     n = 40
-    th = np.linspace(0, 1.8, n)
-    gt = np.tile(np.eye(4), (n, 1, 1))
-    gt[:, 0, 3] = 25 * np.sin(th)
-    gt[:, 2, 3] = 25 * (1 - np.cos(th))
+    gt = arc_trajectory(n, radius=25, angle=1.8)
     est = gt.copy()
     est[:, :3, 3] *= 0.4
     est[:, 0, 3] += np.random.default_rng(3).normal(scale=0.2, size=n)

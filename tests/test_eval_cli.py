@@ -1,5 +1,7 @@
 """`sa4depth evaluate ...` on external predictions: JSON content, provenance and bad input."""
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,9 @@ from sa4depth.cli import main
 from sa4depth.evaluate.depth import load_predictions
 from sa4depth.evaluate.odometry import write_kitti_poses
 from sa4depth.files import hash_files
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fabricate import arc_trajectory  # noqa: E402
 
 
 def _gt_npz(path, n=3, shape=(20, 60), depth=10.0):
@@ -81,10 +86,7 @@ def test_prediction_file_formats(tmp_path):
 
 def test_evaluate_odometry_external_and_malformed(tmp_path, capsys):
     n = 30
-    th = np.linspace(0, 1.5, n)
-    gt = np.tile(np.eye(4), (n, 1, 1))
-    gt[:, 0, 3] = 20 * np.sin(th)
-    gt[:, 2, 3] = 20 * (1 - np.cos(th))
+    gt = arc_trajectory(n, radius=20, angle=1.5)
     est = gt.copy()
     est[:, :3, 3] *= 0.5
     est[5:, 0, 3] += 0.3
