@@ -145,3 +145,29 @@ def test_git_dirty_means_code_or_params_changed_not_the_committed_results(tmp_pa
     assert git_info(tmp_path / "src")["dirty"] is False
     (tmp_path / "src" / "a.py").write_text("x = 2\n")
     assert git_info(tmp_path / "src")["dirty"] is True
+
+
+def test_qualitative_figure_loads_the_split_once_for_runs_on_the_same_data(tmp_path, monkeypatch):
+    """Fig. 3: every run's disparities on the same test images; runs that read the same data share
+    one load of the split."""
+    import sa4depth.data as D
+    from sa4depth.models import build_models, save_model_file
+    from sa4depth.report.figure_jobs import qualitative_figure
+
+    torch.set_num_threads(2)
+    base = _kitti_layout(tmp_path)
+    cfg = load_config(data="synthetic", scale="tiny", overrides=[
+        f"data.roots.kitti={base / 'kitti_raw'}", f"data.splits_dir={base / 'splits'}"])
+    runs = []
+    for k, name in enumerate(("a", "b")):
+        torch.manual_seed(k)
+        d = tmp_path / name
+        d.mkdir()
+        save_config(cfg, d / "config.yaml")
+        save_model_file(d / "model.pt", cfg, build_models(cfg, load_pretrained=False))
+        runs.append((name, str(d)))
+    calls = []
+    real = D.load_test_images
+    monkeypatch.setattr(D, "load_test_images", lambda c, s: calls.append(s) or real(c, s))
+    out = qualitative_figure(runs, tmp_path / "fig3.png", split="eigen_benchmark", num=2, device="cpu")
+    assert out.stat().st_size > 1000 and calls == ["eigen_benchmark"]

@@ -11,6 +11,7 @@ Every figure's footer names the data, scale and seeds of its sources
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -82,10 +83,14 @@ def qualitative_figure(runs: Pairs, out: str | os.PathLike, split: str | None = 
     images: list = []
     gts: list | None = []
     split_used = split
+    loaded: dict[tuple[str, str], list] = {}  # runs that read the same data and split share one load
     for k, (label, rd) in enumerate(runs):
         net, cfg = load_depth_model(run_model_path(rd), device)
         split_used = split or cfg.data.eval_split
-        all_imgs = list(load_test_images(cfg, split_used))
+        key = (split_used, json.dumps(cfg.to_dict()["data"], sort_keys=True, default=str))
+        if key not in loaded:
+            loaded[key] = list(load_test_images(cfg, split_used))
+        all_imgs = loaded[key]
         if not all_imgs:
             raise ValueError(f"{rd}: split {split_used!r} has no test images")
         idx = np.unique(np.linspace(0, len(all_imgs) - 1, max(1, num)).round().astype(int))
