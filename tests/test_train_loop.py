@@ -3,6 +3,7 @@ kill, skip of finished runs, every Table I pose source, DDP == 1 process."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import sys
@@ -74,6 +75,9 @@ def test_kill_after_checkpoint_then_resume_gives_identical_weights(reference, tm
 
 def test_finished_run_is_skipped_and_config_change_is_refused(reference):
     done = (reference / "done.json").read_text()
+    from sa4depth.evaluate.provenance import git_info
+
+    assert json.loads(done)["git"] == git_info()   # the code that trained it (commit, dirty)
     r = train(_cfg("train.log_every=2"), reference, dataset=PlaneDataset(n=5), **QUIET)  # bookkeeping only
     assert r.status == "skipped" and r.steps == 4
     assert (reference / "done.json").read_text() == done

@@ -655,6 +655,7 @@ def _finish(run: _Run, status: str) -> TrainResult:
         return TrainResult(status, step, out, EXIT_PREEMPTED, last_logs, wall)
 
     if info.is_main:
+        from sa4depth.evaluate.provenance import git_info
         from sa4depth.models.io import save_model_file
 
         model_path = save_model_file(out / "model.pt", run.cfg, run.model.named_modules_for_saving(),
@@ -667,6 +668,7 @@ def _finish(run: _Run, status: str) -> TrainResult:
             "device": str(run.device), "world_size": info.world_size, "seed": int(run.cfg.seed),
             "samples": run.samples, "steps_per_epoch": run.steps_per_epoch, **run.model.matcher_info,
             **({"monitor": run.last_monitor} if run.last_monitor else {}),
+            "git": git_info(),  # the code that trained it: {"commit", "dirty"}
         })
         if (out / REPLACED_DIR).exists():  # the new result exists: the replaced run can go
             shutil.rmtree(out / REPLACED_DIR)
