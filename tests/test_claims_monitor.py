@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -311,21 +312,49 @@ def test_monitor_columns_in_a_tiny_runs_log_and_damping_learns_only_in_row_6(dri
         assert r.returncode == 0, r.stderr
         files[eid] = out
     spec = load_claims(ROOT / "params/claims.yaml")
+    log_columns = set(rows[0])
     for c in spec["claims"]:
         for m in c.comparisons:
+            if m.eval == "log":                          # a column of the run's log.csv
+                assert {m.a_path, m.b_path} <= log_columns, (c.id, m.a_path)
+                continue
             assert m.eval in files, (c.id, m.eval)
             obj = json.loads(files[m.eval].read_text())
             for path in (m.a_path, m.b_path):
                 assert math.isfinite(_dig(obj, path, files[m.eval])), (c.id, path)
     # the monitor figure from the two runs' logs
     png = tmp_path / "fig_monitor.png"
+    summary = tmp_path / "curves.json"
     r = subprocess.run([str(BIN), "figure", "monitor", "--run", f"row 6={runs['r06']}", "--run",
-                        f"row 14={runs['r14']}", "--out", str(png)], capture_output=True, text=True)
+                        f"row 14={runs['r14']}", "--out", str(png), "--summary", str(summary), "--window", "2"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert png.stat().st_size > 10_000
+    curves = json.loads(summary.read_text())["curves"]
+    assert curves["row 6"]["steps"] == [0, 2, 4] and curves["row 6"]["sources"] == [str(runs["r06"] / "log.csv")]
+    assert curves["row 6"]["mean"] == pytest.approx([float(r["mon/abs_rel"]) for r in mon])
+    assert [(w["from"], w["to"]) for w in curves["row 6"]["slopes"]] == [(0, 2), (2, 4)]
     r = subprocess.run([str(BIN), "figure", "monitor", "--run", f"x={tmp_path / 'nope'}", "--out", str(png)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "log.csv not found" in r.stderr
+
+
+def test_curve_summary_slopes_and_seed_means_against_hand_computed_values():
+    from sa4depth.report.figures import curve_summary
+
+    steps = np.array([0.0, 100, 200, 300, 400])
+    # seed 0: slope -1e-3 then flat; seed 1: the same plus 0.02; a third seed missing step 400
+    s0 = {"step": steps, "abs_rel": np.array([0.5, 0.4, 0.3, 0.3, 0.3])}
+    s1 = {"step": steps, "abs_rel": s0["abs_rel"] + 0.02}
+    s2 = {"step": steps[:4], "abs_rel": np.array([0.5, 0.4, 0.3, 0.3]) + 0.01}
+    out = curve_summary({"a": [s0, s1]}, window=200)["a"]
+    assert out["seeds"] == 2 and out["steps"] == [0, 100, 200, 300, 400]
+    assert out["mean"] == pytest.approx([0.51, 0.41, 0.31, 0.31, 0.31])
+    assert [w["slope_per_step"] for w in out["slopes"]] == pytest.approx([-1e-3, 0.0], abs=1e-12)
+    out = curve_summary({"a": [s0, s1, s2]}, window=200)["a"]     # compared on the steps all three logged
+    assert out["steps"] == [0, 100, 200, 300] and out["mean"][0] == pytest.approx(0.51)
+    with pytest.raises(ValueError, match="no monitor column 'nope'"):
+        curve_summary({"a": [s0]}, key="nope")
 
 
 def test_monitor_does_not_change_training(driving, tmp_path):

@@ -7,7 +7,7 @@ networks of finished runs).
                                 trajectory files the evaluation wrote: one axes per sequence)
   sa4depth figure features      --run RUN_DIR --out PNG                          (Fig. 10)
   sa4depth figure montage       --panel LABEL=PNG ... --out PNG
-  sa4depth figure monitor       --run LABEL=RUN_DIR ... --out PNG                (scale-alignment monitor)
+  sa4depth figure monitor       --run LABEL=RUN_DIR ... --out PNG [--summary JSON] (scale-alignment monitor)
 
 Every figure names its data, scale and seeds in a footer, read from the files / run directories it
 is drawn from (``sa4depth.report.figures.source_caption``).
@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR",
                    help="a run directory (or its log.csv); repeat a LABEL for its seeds")
     p.add_argument("--title", default="", help="figure title")
+    p.add_argument("--summary", default=None, metavar="JSON",
+                   help="also write each label's mean validation Abs Rel curve and its slope per window")
+    p.add_argument("--window", type=int, default=200, help="steps per slope window of --summary (default 200)")
     p.add_argument("--out", required=True, help="output PNG")
 
 
@@ -80,7 +83,8 @@ def run(args) -> int:
     elif args.kind == "trajectories":
         out = J.trajectories_figure(_pairs(args.json, "--json"), args.out)
     elif args.kind == "monitor":
-        out = J.monitor_figure(_pairs(args.run, "--run"), args.out, args.title)
+        out = J.monitor_figure(_pairs(args.run, "--run"), args.out, args.title, summary=args.summary,
+                               window=args.window)
     elif args.kind == "montage":
         out = montage(_pairs(args.panel, "--panel"), args.out, title=args.title, caption=args.caption)
     elif args.kind == "qualitative":

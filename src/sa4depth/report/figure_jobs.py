@@ -53,15 +53,29 @@ def trajectories_figure(pairs: Pairs, out: str | os.PathLike) -> Path:
                                caption=F.source_caption([p for _, p in pairs]))
 
 
-def monitor_figure(pairs: Pairs, out: str | os.PathLike, title: str = "") -> Path:
+def monitor_figure(pairs: Pairs, out: str | os.PathLike, title: str = "",
+                   summary: str | os.PathLike | None = None, window: int = 200) -> Path:
     """Scale-alignment monitor curves against step from run directories (or their log.csv); the
-    runs of a repeated label (its seeds) are drawn together."""
+    runs of a repeated label (its seeds) are drawn together. ``summary``: also write a JSON of each
+    label's mean validation Abs Rel curve and its slope per ``window`` steps
+    (:func:`sa4depth.report.figures.curve_summary`), with the source files and the git commit."""
     from sa4depth.report import figures as F
 
     groups: dict[str, list] = {}
+    sources: dict[str, list] = {}
     for label, path in pairs:
         p = Path(path)
-        groups.setdefault(label, []).append(F.read_monitor_log(p / "log.csv" if p.is_dir() else p))
+        log = p / "log.csv" if p.is_dir() else p
+        groups.setdefault(label, []).append(F.read_monitor_log(log))
+        sources.setdefault(label, []).append(str(log))
+    if summary is not None:
+        from sa4depth.evaluate.provenance import git_info
+        from sa4depth.files import write_json_atomic
+
+        curves = F.curve_summary(groups, window=window)
+        for label, rec in curves.items():
+            rec["sources"] = sources[label]
+        write_json_atomic(summary, {"curves": curves, "window": window, "git": git_info()})
     return F.plot_monitor(groups, out, title, caption=F.source_caption([p for _, p in pairs]))
 
 

@@ -473,6 +473,36 @@ def read_monitor_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
+def curve_summary(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], key: str = "abs_rel",
+                  window: int = 200) -> dict:
+    """Per group (its seeds): the mean over seeds of monitor column ``key`` at each step that every
+    seed logged, and the least-squares slope of that mean curve in consecutive ``window``-step
+    windows [0, w], [w, 2w], ... (per step; a knee is where it flattens). Seeds with different
+    monitor steps are compared on the steps they share."""
+    if window <= 0:
+        raise ValueError(f"window={window!r}: a positive number of steps")
+    out = {}
+    for name, runs in groups.items():
+        curves = [(r["step"], r[key]) for r in runs if key in r]
+        if not curves:
+            raise ValueError(f"{name}: no monitor column {key!r} in its runs")
+        common = sorted(set.intersection(*(set(st[np.isfinite(v)].tolist()) for st, v in curves)))
+        if not common:
+            raise ValueError(f"{name}: its runs share no monitored step with a value of {key!r}")
+        per_seed = np.stack([np.array([v[np.flatnonzero(st == s)[-1]] for s in common]) for st, v in curves])
+        mean = per_seed.mean(axis=0)
+        steps = np.array(common)
+        slopes = []
+        for lo in range(0, int(steps.max()), window):
+            sel = (steps >= lo) & (steps <= lo + window)
+            if sel.sum() >= 2:
+                slopes.append({"from": lo, "to": lo + window,
+                               "slope_per_step": float(np.polyfit(steps[sel], mean[sel], 1)[0])})
+        out[name] = {"seeds": len(curves), "key": key, "steps": [int(x) for x in steps],
+                     "mean": [float(x) for x in mean], "per_seed": per_seed.tolist(), "slopes": slopes}
+    return out
+
+
 def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: str | os.PathLike,
                  title: str = "", caption: str | None = None) -> Path:
     """Curves of the scale-alignment monitor against step: one colour per group (e.g. Md2-18,
