@@ -55,7 +55,8 @@ rule fig_monitor:
     input:
         monitor_runs(),
     output:
-        report(f"{CLAIMS_OUT}/fig_monitor.png", caption="../report/fig_monitor.rst", category="Claims"),
+        png=report(f"{CLAIMS_OUT}/fig_monitor.png", caption="../report/fig_monitor.rst", category="Claims"),
+        summary=f"{CLAIMS_OUT}/curves.json",
     log:
         f"logs/claims/fig_monitor-{DATA}-{CLAIMS_SCALE}.log",
     params:
@@ -64,7 +65,8 @@ rule fig_monitor:
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth figure monitor {params.runs} --title '{params.title}' --out {output} > {log} 2>&1"
+        "sa4depth figure monitor {params.runs} --title '{params.title}' --out {output.png} "
+        "--summary {output.summary} > {log} 2>&1"
 
 
 rule claims:
