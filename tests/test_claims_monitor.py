@@ -357,6 +357,20 @@ def test_curve_summary_slopes_and_seed_means_against_hand_computed_values():
         curve_summary({"a": [s0]}, key="nope")
 
 
+def test_monitor_figure_of_baseline_runs_marks_the_refinement_panels_empty(tmp_path, monkeypatch):
+    from sa4depth.report import figures as F
+
+    texts = []
+    real_save = F.save_figure
+    monkeypatch.setattr(F, "save_figure", lambda fig, out: texts.extend(
+        t.get_text() for ax in fig.axes for t in ax.texts) or real_save(fig, out))
+    run = {"step": np.array([0.0, 25, 50]), "abs_rel": np.array([0.56, 0.5, 0.45]),
+           "net_align_std": np.array([0.1, 0.2, 0.1]), "net_trans_err": np.array([1.0, 0.5, 0.3])}
+    out = F.plot_monitor({"Md2-18": [run]}, tmp_path / "m.png")
+    assert out.stat().st_size > 1000
+    assert texts.count("not logged by these runs") == 2     # refinement-worse and damping panels
+
+
 def test_monitor_does_not_change_training(driving, tmp_path):
     """The monitor runs under its own RNG and in eval mode: the trained weights are identical."""
     from sa4depth.models.io import read_model_file

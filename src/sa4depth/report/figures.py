@@ -532,6 +532,12 @@ def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: 
                 ax.plot(curves[0][0][:n], mean, ls, color=c, lw=2.0, label=f"{lab} (n={len(curves)})")
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
+        if not ax.lines:  # e.g. the refinement's panels for baseline runs only
+            ax.text(0.5, 0.5, "not logged by these runs", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=9, color="0.4")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         if key == "damping":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
