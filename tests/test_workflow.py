@@ -267,6 +267,27 @@ def test_table_target_runs_its_rows_when_the_committed_table_is_present(tmp_path
 
 
 @needs_snakemake
+def test_claims_targets_run_their_runs_when_the_committed_ledgers_are_present(tmp_path):
+    """The ledgers are committed; in a fresh clone `reproduce` and `claims` must still plan the runs
+    instead of "Nothing to be done" on the present ledger files."""
+    for name in ("Snakefile", "workflow", "params"):
+        (tmp_path / name).symlink_to(REPO / name)
+    for sub in ("synthetic-tiny", "synthetic-tiny/headline"):
+        d = tmp_path / "results" / "claims" / sub
+        d.mkdir(parents=True)
+        for f in ("claims.json", "claims.md", "fig_monitor.png", "curves.json"):
+            (d / f).write_text("committed\n")
+    r = _snake(tmp_path, "-n", "reproduce", "--config", "scale=tiny", "claims_scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _jobs(r.stdout)
+    assert jobs.get("headline_ledger") == 1 and "runs/synthetic/tiny/sa4depth_md2_18/seed2/done.json" in r.stdout
+    r = _snake(tmp_path, "-n", "claims", "--config", "claims_scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _jobs(r.stdout)
+    assert jobs.get("claims_ledger") == 1 and jobs.get("fig_monitor") == 1 and jobs.get("train", 0) > 0
+
+
+@needs_snakemake
 def test_lint_clean_and_schema_rejects_bad_config(sandbox):
     r = _snake(sandbox, "--lint")
     assert r.returncode == 0 and "Congratulations" in (r.stdout + r.stderr), (r.stdout + r.stderr)[-3000:]

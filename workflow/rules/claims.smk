@@ -69,10 +69,14 @@ rule fig_monitor:
         "--summary {output.summary} > {log} 2>&1"
 
 
+# The ledger's inputs too: the ledger is committed, and Snakemake does not rebuild a present output
+# for a missing input (in a fresh clone `snakemake claims` would otherwise do nothing).
 rule claims:
     input:
         rules.claims_ledger.output,
         rules.fig_monitor.output,
+        rules.claims_ledger.input.files,
+        rules.fig_monitor.input,
     localrule: True
 
 
