@@ -422,3 +422,27 @@ def test_c4_md2_18_rows_differ_from_row_6_exactly_as_their_table_vi_rows_do():
     for exp in sorted(subs):
         row = exp[len("md2_18_"):]
         assert diff(cfg(exp), six18) == diff(cfg(row), six50) != {}, exp
+
+
+def test_c2l_rows_are_c2s_rows_trained_longer():
+    """C2L's experiments are C2's with train.max_steps 1200 and nothing else changed, at the claims'
+    scale, so its runs answer "C2, trained twice as long"."""
+    from sa4depth.files import flatten
+    from sa4depth.pipeline import experiment_config
+
+    def cfg(exp):
+        c = flatten(experiment_config(exp, "synthetic", "study", 0)[0])
+        return {k: v for k, v in c.items() if not k.startswith("meta.")}
+
+    claims = {c.id: c for c in load_claims(ROOT / "params/claims.yaml")["claims"]}
+    c2, c2l = claims["C2"], claims["C2L"]
+    assert c2l.seeds >= 3 and len(c2l.comparisons) == len(c2.comparisons)
+    study = cfg("md2_18")["train.max_steps"]
+    for long, short in zip(c2l.comparisons, c2.comparisons):
+        assert (long.metric, long.eval, long.a_path, long.b_path, long.better) == \
+            (short.metric, short.eval, short.a_path, short.b_path, short.better)
+        for a, b in ((long.a, short.a), (long.b, short.b)):
+            la, sb = cfg(a), cfg(b)
+            assert {k: (la.get(k), sb.get(k)) for k in set(la) | set(sb) if la.get(k) != sb.get(k)} \
+                == {"train.max_steps": (1200, study)}, a
+    assert study < 1200
