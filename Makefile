@@ -30,7 +30,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 # --prioritize: the headline claim's study trainings (10-20 min each) start first and the many short
-# smoke jobs fill the cores around them; scheduled last, one of them ran alone at the end for ~10 min
+# smoke jobs fill the cores around them; scheduled last, one of them ran alone at the end for ~5 min
 reproduce: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) reproduce \
 	    --prioritize headline_ledger $(SNAKEMAKE_ARGS)

@@ -398,20 +398,28 @@ def test_seeds_needed_is_the_smallest_n_whose_interval_excludes_zero():
     assert seeds_needed([0.1, -0.1, 0.1, -0.1], 0.95) is None
 
 
+def _resolved(exp: str, scale: str) -> dict:
+    """An experiment's resolved config at seed 0 as flat dotted keys, without the meta record."""
+    from sa4depth.files import flatten
+    from sa4depth.pipeline import experiment_config
+
+    c = flatten(experiment_config(exp, "synthetic", scale, 0)[0])
+    return {k: v for k, v in c.items() if not k.startswith("meta.")}
+
+
+def _key_diff(a: dict, b: dict) -> dict:
+    """{key: (a's value, b's value)} for every key whose values differ."""
+    return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
 def test_c4_md2_18_rows_differ_from_row_6_exactly_as_their_table_vi_rows_do():
     """C4's Md2-18 substitution: each md2_18_abl* row differs from sa4depth_md2_18 in the same keys and
     values as its Table VI row differs from sa4depth_md2_50, and (1)/(6) on Md2-18 differ from
     Md2-50's only in the depth net's depth."""
-    from sa4depth.files import flatten
-    from sa4depth.pipeline import experiment_config
-
     def cfg(exp):
-        c = flatten(experiment_config(exp, "synthetic", "tiny", 0)[0])
-        return {k: v for k, v in c.items() if not k.startswith("meta.")}
+        return _resolved(exp, "tiny")
 
-    def diff(a, b):
-        return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
-
+    diff = _key_diff
     six18, six50 = cfg("sa4depth_md2_18"), cfg("sa4depth_md2_50")
     assert diff(six18, six50) == {"model.depth_layers": (18, 50)}
     assert diff(cfg("md2_18"), cfg("md2_50")) == {"model.depth_layers": (18, 50)}
@@ -427,12 +435,8 @@ def test_c4_md2_18_rows_differ_from_row_6_exactly_as_their_table_vi_rows_do():
 def test_c2l_rows_are_c2s_rows_trained_longer():
     """C2L's experiments are C2's with train.max_steps 1200 and nothing else changed, at the claims'
     scale, so its runs answer "C2, trained twice as long"."""
-    from sa4depth.files import flatten
-    from sa4depth.pipeline import experiment_config
-
     def cfg(exp):
-        c = flatten(experiment_config(exp, "synthetic", "study", 0)[0])
-        return {k: v for k, v in c.items() if not k.startswith("meta.")}
+        return _resolved(exp, "study")
 
     claims = {c.id: c for c in load_claims(ROOT / "params/claims.yaml")["claims"]}
     c2, c2l = claims["C2"], claims["C2L"]
@@ -442,7 +446,5 @@ def test_c2l_rows_are_c2s_rows_trained_longer():
         assert (long.metric, long.eval, long.a_path, long.b_path, long.better) == \
             (short.metric, short.eval, short.a_path, short.b_path, short.better)
         for a, b in ((long.a, short.a), (long.b, short.b)):
-            la, sb = cfg(a), cfg(b)
-            assert {k: (la.get(k), sb.get(k)) for k in set(la) | set(sb) if la.get(k) != sb.get(k)} \
-                == {"train.max_steps": (1200, study)}, a
+            assert _key_diff(cfg(a), cfg(b)) == {"train.max_steps": (1200, study)}, a
     assert study < 1200
