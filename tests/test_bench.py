@@ -23,3 +23,6 @@ def test_bench_train_json_and_overrides(tmp_path):
     sa_full = json.loads(full.read_text())["results"][1]
     assert sa["params_trained"] < sa_full["params_trained"]
     assert sa["overhead_vs_baseline"] > 0
+    # FLOPs counted: the feature net adds work, the full-size one more than the reduced one
+    assert 0 < base["gflop_per_step"] < sa["gflop_per_step"] < sa_full["gflop_per_step"]
+    assert sa["flop_ratio_vs_baseline"] == sa["gflop_per_step"] / base["gflop_per_step"]

@@ -12,7 +12,8 @@ model of that scale (``cfg.data.height x width``, ``cfg.train.batch_size``) take
 then ``--steps`` full optimiser steps (forward, losses, backward, Adam) on a random batch with
 the sample layout of the loaders, so the numbers measure compute, not data loading (see
 ``sa4depth bench data`` for that). Reported: steps/s, images/s (= training samples/s, each
-sample being a frame triplet), peak memory (CUDA ``max_memory_allocated`` on GPU, peak RSS of
+sample being a frame triplet), GFLOP per step (forward + backward, counted once after timing),
+peak memory (CUDA ``max_memory_allocated`` on GPU, peak RSS of
 the process on CPU), and with ``--sa4depth`` the same for ``refine.enabled=true`` and the ratio
 of step times (SA4Depth / baseline).
 """
@@ -118,6 +119,7 @@ def _measure(job: dict) -> dict:
         step()
     sync()
     dt = (time.perf_counter() - t0) / job["steps"]
+    gflop = _step_gflop(model, batch, device, use_amp)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
         mem_kind = "cuda_max_allocated"
@@ -129,9 +131,25 @@ def _measure(job: dict) -> dict:
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "batch_size": cfg.train.batch_size,
             "height": cfg.data.height, "width": cfg.data.width, "step_s": dt, "steps_per_s": 1.0 / dt,
-            "images_per_s": cfg.train.batch_size / dt, "peak_mem_mb": peak_mb, "mem_kind": mem_kind,
+            "images_per_s": cfg.train.batch_size / dt, "gflop_per_step": gflop, "peak_mem_mb": peak_mb,
+            "mem_kind": mem_kind,
             "amp": use_amp, "params_trained": sum(p.numel() for p in params),
             "overrides": list(job.get("overrides", []))}
+
+
+def _step_gflop(model, batch, device, use_amp: bool) -> float:
+    """Floating-point operations of one forward + backward (torch's FlopCounterMode: convolutions,
+    matrix products and attention, not elementwise ops), in GFLOP; the same on every device."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        loss, _ = model(batch, step=0)
+    with counter:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 1e9
 
 
 def _child(job: dict, q) -> None:
@@ -177,7 +195,9 @@ def run(args) -> int:
                          and b["layers"] == r["layers"] and "error" not in b), None)
             if base:
                 r["overhead_vs_baseline"] = r["step_s"] / base["step_s"]
-                print(f"SA4Depth overhead, Md2-{r['layers']} {r['scale']}: x{r['overhead_vs_baseline']:.2f} step time")
+                r["flop_ratio_vs_baseline"] = r["gflop_per_step"] / base["gflop_per_step"]
+                print(f"SA4Depth overhead, Md2-{r['layers']} {r['scale']}: x{r['overhead_vs_baseline']:.2f} step time, "
+                      f"x{r['flop_ratio_vs_baseline']:.2f} FLOPs")
     if args.out:
         write_json_atomic(args.out, {"benchmark": "train", "results": results})
     return 1 if any("error" in r for r in results) else 0
@@ -189,5 +209,5 @@ def _print_row(r: dict) -> None:
         print(f"{name:18s} {r['scale']:6s} ERROR {r['error']}")
         return
     print(f"{name:18s} {r['scale']:6s} {r['width']}x{r['height']} b{r['batch_size']:<3d} {r['device']:5s} "
-          f"{r['steps_per_s']:7.3f} steps/s {r['images_per_s']:7.2f} images/s "
+          f"{r['steps_per_s']:7.3f} steps/s {r['images_per_s']:7.2f} images/s {r['gflop_per_step']:7.1f} GFLOP/step "
           f"peak {r['peak_mem_mb']:8.0f} MB ({r['mem_kind']})", flush=True)
