@@ -307,3 +307,16 @@ def test_training_loss_of_a_fixed_batch_is_unchanged_by_the_batched_losses(monke
             torch.manual_seed(1)
             slow, _ = model(batch, step=10 ** 6)
         assert abs(fast.item() - slow.item()) < 1e-6, (sa, fast.item(), slow.item())
+
+
+def test_ssim_keeps_full_precision_under_autocast():
+    """The SSIM means are a convolution, which autocast would run in half precision; they must not be
+    (E[x^2] - E[x]^2 cancels): under CPU bfloat16 autocast the result is float32 and equal to 1e-6."""
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(2, 3, 10, 14, generator=g), torch.rand(2, 3, 10, 14, generator=g)
+    ref = ssim(x, y)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = ssim(x, y)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, ref, atol=1e-6, rtol=0)
+    assert torch.allclose(ref, _ssim_reference(x, y), atol=1e-5, rtol=0)  # per pixel: 2e-6 seen
