@@ -157,6 +157,62 @@ claims:
     assert (out / js["claims"][0]["comparisons"][0]["a_files"][0]).is_file()  # inputs copied beside it
     md = (out / "claims.md").read_text()
     assert "**reproduced**" in md and "T2" in md and "not run yet" in md
+    # no run directories: the training commit is unknown, and said so
+    assert m["a_trained_at"] == ["run not found"] * 3 and led["trained_at"] == {"run not found": 6}
+
+
+def test_ledger_names_the_commit_that_trained_each_run(tmp_path):
+    """From each run's done.json: the short commit (-dirty), `unrecorded` without a git record, `run not
+    found` without done.json; per comparison side, per claim and over the ledger, and in claims.md."""
+    f = _write(tmp_path / "claims.yaml", """scale: tiny
+claims:
+  - id: T1
+    table: table_x
+    statement: a beats b
+    seeds: 3
+    comparisons:
+      - {metric: abs_rel, eval: depth_s, path: metrics.abs_rel, a: ea, b: eb, better: lower}
+  - id: T3
+    table: table_x
+    statement: a beats a itself
+    seeds: 3
+    comparisons:
+      - {metric: abs_rel, eval: depth_s, path: metrics.abs_rel, a: ea, b: ea, better: lower}
+""")
+    spec = load_claims(f)
+    metrics, runs = tmp_path / "metrics", tmp_path / "runs"
+    for exp in ("ea", "eb"):
+        for s in range(3):
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": 0.2 + 0.01 * s + (0.1 if exp == "eb" else 0)}}))
+    done = {("ea", 0): {"git": {"commit": "abcdef0123", "dirty": False}},
+            ("ea", 1): {"git": {"commit": "abcdef0123", "dirty": False}},
+            ("ea", 2): {"git": {"commit": "abcdef0123", "dirty": False}},
+            ("eb", 0): {"git": {"commit": "1234567890", "dirty": True}},
+            ("eb", 1): {"status": "done"}}                      # seed 2 of eb: no done.json
+    for (exp, s), d in done.items():
+        p = runs / "synthetic" / "tiny" / exp / f"seed{s}" / "done.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(d))
+    led = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)
+    t1, t3 = led["claims"]
+    m = t1["comparisons"][0]
+    assert m["a_trained_at"] == ["abcdef0"] * 3
+    assert m["b_trained_at"] == ["1234567-dirty", "unrecorded", "run not found"]
+    assert t1["trained_at"] == {"abcdef0": 3, "1234567-dirty": 1, "run not found": 1, "unrecorded": 1}
+    assert t3["trained_at"] == {"abcdef0": 3}                  # a run read twice counts once
+    assert led["trained_at"] == t1["trained_at"]
+    out = tmp_path / "ledger"
+    write_ledger(led, out)
+    md = (out / "claims.md").read_text()
+    assert "`abcdef0` 3 runs, `1234567-dirty` 1 run, run not found 1, unrecorded 1" in md
+    assert "may pair seeds across code versions" in md.split("## T1")[1].split("## T3")[0]
+    assert "Trained at: `abcdef0` 3 runs." in md.split("## T3")[1]
+    assert json.loads((out / "claims.json").read_text())["trained_at"] == led["trained_at"]
+    (runs / "synthetic" / "tiny" / "ea" / "seed0" / "done.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="ea/seed0/done.json: not a done.json object"):
+        build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)
 
 
 def test_log_comparison_reads_the_finished_runs_learning_curve_at_its_step(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
-           "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "VERDICTS"]
+           "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "trained_at", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -282,6 +282,37 @@ def _log_value(f: Path, step: int, column: str) -> float:
         raise ValueError(f"{f}: {column!r} at step {step} is not a number: {found!r}") from None
 
 
+#: ``trained_at`` of a run whose done.json has no ``git`` record (trained before the trainer wrote one)
+UNRECORDED = "unrecorded"
+#: ``trained_at`` of a run whose done.json is not there (metrics present without their run directory)
+RUN_NOT_FOUND = "run not found"
+
+
+def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path) -> str:
+    """The commit that trained a run, from its done.json (``git``): the short hash, with ``-dirty``
+    when the tree had uncommitted changes; :data:`UNRECORDED` or :data:`RUN_NOT_FOUND` otherwise."""
+    from sa4depth.pipeline import run_dir
+
+    f = run_dir(data, scale, exp, seed, runs_root) / "done.json"
+    if not f.is_file():
+        return RUN_NOT_FOUND
+    try:
+        with open(f) as fh:
+            git = json.load(fh).get("git")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise ValueError(f"{f}: not a done.json object ({e})") from None
+    if not isinstance(git, dict) or not git.get("commit"):
+        return UNRECORDED
+    return str(git["commit"])[:7] + ("-dirty" if git.get("dirty") else "")
+
+
+def _commit_counts(per_run: Mapping[tuple[str, int], str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in per_run.values():
+        counts[c] = counts.get(c, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
                  metrics_root: str | Path = "results/metrics", allow_missing: bool = False) -> dict[str, Any]:
     """The ledger as a dict (what ``claims.json`` holds), computed from the result files only.
@@ -289,6 +320,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
     ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
     missing files) instead of stopping the ledger; without it, a missing file is an error."""
     out, pending = [], []
+    all_runs: dict[tuple[str, int], str] = {}
     for c in claims:
         missing = [f for f in claim_inputs([c], data, scale, runs_root, metrics_root) if not Path(f).is_file()]
         if missing and allow_missing:
@@ -297,9 +329,11 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                             "missing": len(missing), "missing_files": missing})
             continue
         comps = []
+        claim_runs: dict[tuple[str, int], str] = {}
         for m in c.comparisons:
             vals: dict[str, list[float]] = {"a": [], "b": []}
             files: dict[str, list[str]] = {"a": [], "b": []}
+            commits: dict[str, list[str]] = {"a": [], "b": []}
             for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
                 for s in range(c.seeds):
                     f = _source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)
@@ -316,18 +350,30 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                             except json.JSONDecodeError as e:
                                 raise ValueError(f"{f}: not valid JSON ({e})") from None
                     files[side].append(str(f))
+                    key = (exp, s)
+                    if key not in all_runs:
+                        all_runs[key] = trained_at(data, scale, exp, s, runs_root)
+                    claim_runs[key] = all_runs[key]
+                    commits[side].append(all_runs[key])
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
             comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
                           "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
                           **({"step": m.step} if m.step is not None else {}),
-                          "seeds": list(range(c.seeds)), **rec, "a_files": files["a"], "b_files": files["b"]})
+                          "seeds": list(range(c.seeds)), **rec, "a_files": files["a"], "b_files": files["b"],
+                          "a_trained_at": commits["a"], "b_trained_at": commits["b"]})
         out.append({
             "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
             "verdict": claim_verdict(x["outcome"] for x in comps),
             "scale": scale, "data": data, "seeds": c.seeds, "substitutions": c.substitutions,
-            "note": c.note, "comparisons": comps,
+            "note": c.note, "trained_at": _commit_counts(claim_runs), "comparisons": comps,
         })
-    return {"claims": out, "pending": pending}
+    return {"claims": out, "pending": pending, "trained_at": _commit_counts(all_runs)}
+
+
+def _trained_at_text(counts: Mapping[str, int]) -> str:
+    parts = [f"`{c}` {n} run{'s' if n != 1 else ''}" if c not in (UNRECORDED, RUN_NOT_FOUND)
+             else f"{c} {n}" for c, n in counts.items()]
+    return ", ".join(parts) if parts else "none"
 
 
 def _fmt(x: float | None) -> str:
@@ -349,6 +395,13 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
              "need to exclude 0 if the measured mean and spread of the differences held (a planning figure).", ""]
     if provenance:
         lines += [f"Computed at commit `{provenance.get('git_commit', '?')}` on {provenance.get('created', '?')}.", ""]
+    if "trained_at" in ledger:
+        counts = ledger["trained_at"]
+        one = len(counts) == 1 and next(iter(counts)) not in (UNRECORDED, RUN_NOT_FOUND)
+        lines += [f"Runs read, by the commit that trained them (their `done.json`): {_trained_at_text(counts)}"
+                  + (" (one commit)." if one else
+                     f" ({UNRECORDED}: trained before the trainer recorded its commit)." if UNRECORDED in counts
+                     else "."), ""]
     lines += ["| claim | table | what it says | verdict | data | scale | seeds |", "|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
         lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
@@ -362,6 +415,10 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             lines += ["Substitutions: " + "; ".join(c["substitutions"]), ""]
         if c.get("note"):
             lines += [c["note"], ""]
+        if c.get("trained_at"):
+            mixed = len(c["trained_at"]) > 1
+            lines += [f"Trained at: {_trained_at_text(c['trained_at'])}"
+                      + ("; its comparisons may pair seeds across code versions." if mixed else "."), ""]
         lines += ["| metric | a | b | claimed | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
                   "| seeds for a clear interval |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
