@@ -213,6 +213,13 @@ claims:
     (runs / "synthetic" / "tiny" / "ea" / "seed0" / "done.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="ea/seed0/done.json: not a done.json object"):
         build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)
+    # an evaluation that recorded its model's run (provenance.trained) is read first, run directory or not
+    p = metrics / "synthetic" / "tiny" / "eb" / "seed2" / "depth_s.json"
+    p.write_text(json.dumps({"metrics": {"abs_rel": 0.32}, "provenance": {"trained": {
+        "model": "x/model.pt", "done": True, "git": {"commit": "feedbeef99", "dirty": False}}}}))
+    (runs / "synthetic" / "tiny" / "ea" / "seed0" / "done.json").write_text(json.dumps(done[("ea", 0)]))
+    led = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)
+    assert led["claims"][0]["comparisons"][0]["b_trained_at"] == ["1234567-dirty", "unrecorded", "feedbee"]
 
 
 def test_log_comparison_reads_the_finished_runs_learning_curve_at_its_step(tmp_path):
@@ -367,6 +374,9 @@ def test_monitor_columns_in_a_tiny_runs_log_and_damping_learns_only_in_row_6(dri
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         files[eid] = out
+        # the evaluation names the run that trained the model (done.json's commit and model hash)
+        trained = json.loads(out.read_text())["provenance"]["trained"]
+        assert trained["done"] and trained["git"] == done["git"] and trained["model_sha256"] == done["model_sha256"]
     spec = load_claims(ROOT / "params/claims.yaml")
     log_columns = set(rows[0])
     for c in spec["claims"]:

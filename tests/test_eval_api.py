@@ -89,6 +89,28 @@ def test_write_result_adds_provenance_like_the_cli(tmp_path, capsys):
     assert _strip(r) == _strip(cli)             # and the same values
 
 
+def test_write_result_names_the_run_that_trained_the_evaluated_model(tmp_path):
+    """provenance.trained: the evaluated model's done.json (the training commit, model sha256, steps);
+    `done: false` for a model outside a finished run; a broken done.json is an error naming it."""
+    cfg, _ = jobs.resolve_config()
+    run = tmp_path / "run"
+    run.mkdir()
+    res = jobs.EvalResult("depth", "depth/eigen", {"metrics": {"abs_rel": 0.2}}, cfg, [], "cpu", run / "model.pt")
+    r = json.loads(jobs.write_result(tmp_path / "a.json", res).read_text())
+    assert r["provenance"]["trained"] == {"model": str(run / "model.pt"), "done": False}
+    (run / "done.json").write_text(json.dumps({"status": "done", "steps": 600, "model_sha256": "ab12",
+                                               "git": {"commit": "c0ffee" * 6, "dirty": False}}))
+    r = json.loads(jobs.write_result(tmp_path / "b.json", res).read_text())
+    assert r["provenance"]["trained"] == {"model": str(run / "model.pt"), "done": True, "steps": 600,
+                                         "git": {"commit": "c0ffee" * 6, "dirty": False}, "model_sha256": "ab12"}
+    (run / "done.json").write_text("[600]")
+    with pytest.raises(ValueError, match=r"run/done.json: not a done.json object"):
+        jobs.write_result(tmp_path / "c.json", res)
+    assert not (tmp_path / "c.json").exists()
+    scored = jobs.EvalResult("depth", "depth/eigen", {"metrics": {"abs_rel": 0.2}}, cfg, [], "cpu")
+    assert "trained" not in json.loads(jobs.write_result(tmp_path / "d.json", scored).read_text())["provenance"]
+
+
 def test_evaluate_odometry_api_matches_cli(tmp_path, capsys):
     n = 40
     gt = arc_trajectory(n, radius=25, angle=1.8)

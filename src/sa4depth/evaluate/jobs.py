@@ -52,6 +52,7 @@ class EvalResult:
     cfg: Any                       # the resolved sa4depth.config.Config
     data_files: list[Path] = field(default_factory=list)  # GT / split files, hashed into provenance
     device: str = "cpu"
+    model: Path | None = None      # the model.pt evaluated (None: scored files); its run in provenance
 
 
 # ----------------------------------------------------------------------------- config
@@ -279,7 +280,8 @@ def evaluate_depth(cfg, model_path: str | os.PathLike | None = None, *, pred: st
         log(f"   scale ratios ({how}): mean {res['scale']['scale_mean']:.4f} std {res['scale']['scale_std']:.4f}")
     result = {"split": split, "protocol_detail": proto.to_dict(), "predictions": source, "pred_kind": kind,
               **res}
-    return EvalResult("depth", f"depth/{split}", result, cfg, data_files, device)
+    return EvalResult("depth", f"depth/{split}", result, cfg, data_files, device,
+                      Path(model_path) if model_path is not None else None)
 
 
 def evaluate_scale(cfg, model_path: str | os.PathLike, *, max_batches: int = 0, device: str = "cpu",
@@ -302,7 +304,7 @@ def evaluate_scale(cfg, model_path: str | os.PathLike, *, max_batches: int = 0, 
     log(f"   depth scale var {res['depth_scale_var']:.6g}  pose scale var {res['pose_scale_var']:.6g}"
         f"  ({res['num_samples']} samples)")
     vf = Path(cfg.data.splits_dir) / cfg.data.split / "val_files.txt"
-    return EvalResult("scale", "scale/table_i", res, cfg, [vf] if vf.is_file() else [], device)
+    return EvalResult("scale", "scale/table_i", res, cfg, [vf] if vf.is_file() else [], device, Path(model_path))
 
 
 def evaluate_odometry(cfg, model_path: str | os.PathLike | None = None, *, out: str | os.PathLike,
@@ -378,7 +380,8 @@ def evaluate_odometry(cfg, model_path: str | os.PathLike | None = None, *, out: 
             f"ATE {res['ate_rmse']:.4f} m  RPE {res['rpe_trans_rmse']:.4f} m / {res['rpe_rot_rmse_deg']:.4f} deg")
     result = {"sequences": per_seq, "plots": plots,
               "trajectories": str(traj_dir) if model_path is not None else pred_poses}
-    return EvalResult("odometry", "odometry/kitti_devkit+evo_sim3", result, cfg, data_files, device)
+    return EvalResult("odometry", "odometry/kitti_devkit+evo_sim3", result, cfg, data_files, device,
+                      Path(model_path) if model_path is not None else None)
 
 
 def evaluate_video(cfg, model_path: str | os.PathLike | None = None, *, pred: str | os.PathLike | None = None,
@@ -416,10 +419,33 @@ def evaluate_video(cfg, model_path: str | os.PathLike | None = None, *, pred: st
     log(f"   {res['num_sequences']} sequences: abs_rel {m['abs_rel']:.4f} rmse {m['rmse']:.4f} a1 {m['a1']:.4f}"
         f"  seq scale std {res['seq_scale_std']:.4f} ({space} alignment)")
     result = {"split": split, "predictions": source, "pred_kind": kind, **res}
-    return EvalResult("video", f"video/depthcrafter_{space}", result, cfg, [gt_path, sf], device)
+    return EvalResult("video", f"video/depthcrafter_{space}", result, cfg, [gt_path, sf], device,
+                      Path(model_path) if model_path is not None else None)
 
 
 # ----------------------------------------------------------------------------- output
+def training_record(model_path: str | os.PathLike) -> dict[str, Any]:
+    """What the evaluated model's run recorded in its ``done.json`` beside the model file: the commit
+    that trained it (``git``, None when the run predates that record), the model's sha256 and the
+    steps; ``done: false`` when there is no done.json (a model file outside a finished run)."""
+    import json
+
+    mp = Path(model_path)
+    done = mp.parent / "done.json"
+    rec: dict[str, Any] = {"model": str(mp), "done": done.is_file()}
+    if not done.is_file():
+        return rec
+    try:
+        with open(done) as f:
+            d = json.load(f)
+        if not isinstance(d, dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        raise ValueError(f"{done}: not a done.json object ({e})") from None
+    rec.update(git=d.get("git"), model_sha256=d.get("model_sha256"), steps=d.get("steps"))
+    return rec
+
+
 def write_result(path: str | os.PathLike, result: EvalResult, argv: Sequence[str] | None = None) -> Path:
     """Write ``{"evaluation": kind, **numbers, "provenance": ...}`` to ``path`` atomically (strict JSON).
     The provenance block holds the resolved config, git commit + dirty flag, a sha256 over
@@ -430,5 +456,7 @@ def write_result(path: str | os.PathLike, result: EvalResult, argv: Sequence[str
     r = result
     prov = provenance(protocol=r.protocol, data_files=r.data_files, cfg=r.cfg, seed=r.cfg.get("seed"),
                       device=r.device, argv=list(sys.argv if argv is None else argv))
+    if r.model is not None:
+        prov["trained"] = training_record(r.model)
     out = {"evaluation": r.kind, **r.result, "provenance": prov}
     return write_json_atomic(path, to_jsonable(out), allow_nan=False)

@@ -2,7 +2,9 @@
 
 Every ``sa4depth evaluate ...`` writes one JSON holding the numbers together with the resolved
 config, the git commit (and whether the work tree was dirty), a sha256 over the ground-truth /
-split files used, the seed, the device, the protocol name and the command line
+split files used, the seed, the device, the protocol name and the command line, and, when a
+model was evaluated, what its run recorded in done.json (``trained``: the commit that trained it,
+the model's sha256, the steps; ``sa4depth.evaluate.jobs.training_record``)
 (see docs/DATA_LAYOUTS.md and the design's "Metrics" contract). A result JSON is written with
 ``sa4depth.files.write_json_atomic(path, to_jsonable(obj), allow_nan=False)``.
 """

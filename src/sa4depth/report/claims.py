@@ -288,11 +288,23 @@ UNRECORDED = "unrecorded"
 RUN_NOT_FOUND = "run not found"
 
 
-def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path) -> str:
-    """The commit that trained a run, from its done.json (``git``): the short hash, with ``-dirty``
-    when the tree had uncommitted changes; :data:`UNRECORDED` or :data:`RUN_NOT_FOUND` otherwise."""
+def _short_commit(git: Any) -> str:
+    if not isinstance(git, dict) or not git.get("commit"):
+        return UNRECORDED
+    return str(git["commit"])[:7] + ("-dirty" if git.get("dirty") else "")
+
+
+def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path,
+               result: Mapping[str, Any] | None = None) -> str:
+    """The commit that trained a run: the short hash, with ``-dirty`` when the tree had uncommitted
+    changes; :data:`UNRECORDED` or :data:`RUN_NOT_FOUND` otherwise. Read from the evaluation
+    ``result``'s ``provenance.trained`` (what the evaluated model's run recorded) when it has one,
+    else from the run's done.json (``git``)."""
     from sa4depth.pipeline import run_dir
 
+    trained = ((result or {}).get("provenance") or {}).get("trained") if isinstance(result, Mapping) else None
+    if isinstance(trained, Mapping) and trained.get("done"):
+        return _short_commit(trained.get("git"))
     f = run_dir(data, scale, exp, seed, runs_root) / "done.json"
     if not f.is_file():
         return RUN_NOT_FOUND
@@ -301,9 +313,7 @@ def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path
             git = json.load(fh).get("git")
     except (json.JSONDecodeError, AttributeError) as e:
         raise ValueError(f"{f}: not a done.json object ({e})") from None
-    if not isinstance(git, dict) or not git.get("commit"):
-        return UNRECORDED
-    return str(git["commit"])[:7] + ("-dirty" if git.get("dirty") else "")
+    return _short_commit(git)
 
 
 def _commit_counts(per_run: Mapping[tuple[str, int], str]) -> dict[str, int]:
@@ -340,19 +350,22 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                     if not f.is_file():
                         raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing "
                                                 f"(run `snakemake claims`)")
+                    result = None
                     if m.eval == TRAIN_LOG:
                         f = f.parent / "log.csv"
                         vals[side].append(_log_value(f, int(m.step), path))
                     else:
                         with open(f) as fh:
                             try:
-                                vals[side].append(_dig(json.load(fh), path, f))
+                                result = json.load(fh)
                             except json.JSONDecodeError as e:
                                 raise ValueError(f"{f}: not valid JSON ({e})") from None
+                        vals[side].append(_dig(result, path, f))
                     files[side].append(str(f))
                     key = (exp, s)
-                    if key not in all_runs:
-                        all_runs[key] = trained_at(data, scale, exp, s, runs_root)
+                    if key not in all_runs or all_runs[key] == RUN_NOT_FOUND:
+                        all_runs[key] = trained_at(data, scale, exp, s, runs_root,
+                                                   result if m.eval != TRAIN_EVAL else None)
                     claim_runs[key] = all_runs[key]
                     commits[side].append(all_runs[key])
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
