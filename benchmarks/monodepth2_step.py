@@ -1,7 +1,7 @@
 """Our Md2-18 training step beside Monodepth2's own, timed in one process (benchmarks/README.md).
 
     python benchmarks/monodepth2_step.py --md2-src DIR [--rounds 5] [--steps 3] [--threads 1]
-                                         [--scale smoke] [--out JSON]
+                                         [--scale smoke] [--profile] [--out JSON]
 
 DIR is a checkout of nianticlabs/monodepth2 (not part of this project; nothing of it is copied
 here). Its networks import torchvision, which does not load beside this project's pinned CPU torch,
@@ -13,7 +13,9 @@ interleaved in blocks of ``--steps`` for ``--rounds`` rounds, medians reported:
 
 - ``monodepth2``: its ``Trainer.process_batch`` (4 scales, automasking, min reprojection) and its
   Adam step, built by its own ``Trainer`` from options matching our scale preset (random init);
-- ``ours``: ``SelfSupModel`` forward, backward and fused Adam, as ``sa4depth train`` runs it;
+- ``ours``: ``SelfSupModel`` forward, backward and fused Adam, as ``sa4depth train`` runs it past
+  ``loss.automask_after`` (automasking on, like Monodepth2's; ``sa4depth bench train`` times step 0,
+  before it);
 - ``ours_pool_ssim``: the same with SSIM's local means from ``avg_pool2d`` (Monodepth2's
   formulation, this project's until the depthwise convolution replaced it), the "before" figure.
 

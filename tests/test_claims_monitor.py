@@ -206,9 +206,9 @@ claims:
     out = tmp_path / "ledger"
     write_ledger(led, out)
     md = (out / "claims.md").read_text()
-    assert "`abcdef0` 3 runs, `1234567-dirty` 1 run, run not found 1, unrecorded 1" in md
-    assert "may pair seeds across code versions" in md.split("## T1")[1].split("## T3")[0]
-    assert "Trained at: `abcdef0` 3 runs." in md.split("## T3")[1]
+    assert "`abcdef0` 3 runs, `1234567-dirty` 1 run, run not found 1 run, unrecorded 1 run" in md
+    assert "the commit of 2 of the runs read is not known" in md.split("## T1")[1].split("## T3")[0]
+    assert "Trained at: `abcdef0` 3 runs; each seed pairs runs trained at one commit." in md.split("## T3")[1]
     assert json.loads((out / "claims.json").read_text())["trained_at"] == led["trained_at"]
     (runs / "synthetic" / "tiny" / "ea" / "seed0" / "done.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="ea/seed0/done.json: not a done.json object"):
@@ -220,6 +220,10 @@ claims:
     (runs / "synthetic" / "tiny" / "ea" / "seed0" / "done.json").write_text(json.dumps(done[("ea", 0)]))
     led = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)
     assert led["claims"][0]["comparisons"][0]["b_trained_at"] == ["1234567-dirty", "unrecorded", "feedbee"]
+    # every commit known: the seeds whose two runs come from different commits are named
+    (runs / "synthetic" / "tiny" / "eb" / "seed1" / "done.json").write_text(json.dumps(done[("ea", 0)]))
+    t1 = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)["claims"][0]
+    assert t1["pairing"] == "seeds 0, 2 pair runs trained at different commits"
 
 
 def test_log_comparison_reads_the_finished_runs_learning_curve_at_its_step(tmp_path):

@@ -103,10 +103,14 @@ def test_write_result_names_the_run_that_trained_the_evaluated_model(tmp_path):
     r = json.loads(jobs.write_result(tmp_path / "b.json", res).read_text())
     assert r["provenance"]["trained"] == {"model": str(run / "model.pt"), "done": True, "steps": 600,
                                          "git": {"commit": "c0ffee" * 6, "dirty": False}, "model_sha256": "ab12"}
+    # a broken or foreign done.json: the numbers are still written, the record says why it is not used
     (run / "done.json").write_text("[600]")
-    with pytest.raises(ValueError, match=r"run/done.json: not a done.json object"):
-        jobs.write_result(tmp_path / "c.json", res)
-    assert not (tmp_path / "c.json").exists()
+    r = json.loads(jobs.write_result(tmp_path / "c.json", res).read_text())
+    assert not r["provenance"]["trained"]["done"] and "run/done.json: not a done.json object" in \
+        r["provenance"]["trained"]["error"] and r["metrics"] == {"abs_rel": 0.2}
+    (run / "done.json").write_text(json.dumps({"model": "other.pt", "git": {"commit": "x" * 40}}))
+    r = json.loads(jobs.write_result(tmp_path / "e.json", res).read_text())
+    assert not r["provenance"]["trained"]["done"] and "describes 'other.pt'" in r["provenance"]["trained"]["error"]
     scored = jobs.EvalResult("depth", "depth/eigen", {"metrics": {"abs_rel": 0.2}}, cfg, [], "cpu")
     assert "trained" not in json.loads(jobs.write_result(tmp_path / "d.json", scored).read_text())["provenance"]
 

@@ -12,6 +12,8 @@ stated otherwise.
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Mapping, Sequence
 
 import torch
@@ -44,12 +46,14 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # the five local means in one call over stacked channels, as a depthwise 3x3 convolution with
     # weights 1/9: the same means as avg_pool2d(3, 1) up to float rounding (~1e-7), and on CPU the
     # pooling about 3.5x faster forward + backward (benchmarks/README.md, "Where a step's time goes").
-    # Outside autocast: under AMP a convolution would run in half precision, where the variances
-    # E[x^2] - E[x]^2 below cancel (avg_pool2d kept the input's precision).
+    # Outside autocast, in the inputs' precision as avg_pool2d was: under AMP a convolution would run
+    # in half precision, where the variances E[x^2] - E[x]^2 below cancel.
     c = x.shape[1]
     stats = F.pad(torch.cat([x, y, x * x, y * y, x * y], dim=1), (1, 1, 1, 1), mode="reflect")
     box = torch.full((5 * c, 1, 3, 3), 1.0 / 9.0, dtype=stats.dtype, device=stats.device)
-    with torch.autocast(device_type=stats.device.type, enabled=False):
+    no_amp = (torch.autocast(device_type=stats.device.type, enabled=False)
+              if stats.device.type in ("cpu", "cuda") else contextlib.nullcontext())
+    with no_amp:
         means = F.conv2d(stats, box, groups=5 * c)
     mu_x, mu_y, e_xx, e_yy, e_xy = means.split(c, dim=1)
     sigma_x = e_xx - mu_x * mu_x

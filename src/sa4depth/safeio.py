@@ -23,7 +23,7 @@ from typing import IO, Any, Iterable
 
 import numpy as np
 
-__all__ = ["load_npy", "load_npz", "npz_names", "torch_load"]
+__all__ = ["load_npy", "load_npz", "npz_names", "torch_load", "load_json_object"]
 
 # (module, name) pairs a numpy object-array pickle needs; numpy 1.x writes numpy.core, 2.x numpy._core
 _NUMPY_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
@@ -121,3 +121,18 @@ def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     allowed.append(recon)
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_json_object(path: str | os.PathLike, what: str = "JSON") -> dict:
+    """A JSON file whose top level is an object (e.g. a run's ``done.json``); a ValueError naming the
+    file when it is not valid JSON or not an object."""
+    import json
+
+    try:
+        with open(path) as fh:
+            obj = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a {what} object ({e})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: not a {what} object (top level is {type(obj).__name__})")
+    return obj

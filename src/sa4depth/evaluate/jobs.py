@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 __all__ = ["EvalResult", "resolve_config", "evaluate_depth", "evaluate_scale", "evaluate_odometry",
-           "evaluate_video", "write_result", "gt_file", "DEPTH_SPLITS"]
+           "evaluate_video", "write_result", "training_record", "gt_file", "DEPTH_SPLITS"]
 
 Log = Callable[[str], Any]
 
@@ -427,29 +427,30 @@ def evaluate_video(cfg, model_path: str | os.PathLike | None = None, *, pred: st
 def training_record(model_path: str | os.PathLike) -> dict[str, Any]:
     """What the evaluated model's run recorded in its ``done.json`` beside the model file: the commit
     that trained it (``git``, None when the run predates that record), the model's sha256 and the
-    steps; ``done: false`` when there is no done.json (a model file outside a finished run)."""
-    import json
+    steps. ``done: false`` when there is no done.json, when it describes another model file, or
+    when it cannot be read (``error``): the evaluation's numbers are written either way."""
+    from sa4depth.safeio import load_json_object
 
     mp = Path(model_path)
     done = mp.parent / "done.json"
-    rec: dict[str, Any] = {"model": str(mp), "done": done.is_file()}
+    rec: dict[str, Any] = {"model": str(mp), "done": False}
     if not done.is_file():
         return rec
     try:
-        with open(done) as f:
-            d = json.load(f)
-        if not isinstance(d, dict):
-            raise ValueError("not an object")
-    except ValueError as e:
-        raise ValueError(f"{done}: not a done.json object ({e})") from None
-    rec.update(git=d.get("git"), model_sha256=d.get("model_sha256"), steps=d.get("steps"))
+        d = load_json_object(done, "done.json")
+    except (OSError, ValueError) as e:
+        return {**rec, "error": str(e)}
+    if d.get("model", mp.name) != mp.name:
+        return {**rec, "error": f"{done} describes {d.get('model')!r}, not {mp.name!r}"}
+    rec.update(done=True, git=d.get("git"), model_sha256=d.get("model_sha256"), steps=d.get("steps"))
     return rec
 
 
 def write_result(path: str | os.PathLike, result: EvalResult, argv: Sequence[str] | None = None) -> Path:
     """Write ``{"evaluation": kind, **numbers, "provenance": ...}`` to ``path`` atomically (strict JSON).
     The provenance block holds the resolved config, git commit + dirty flag, a sha256 over
-    ``result.data_files``, seed, device, protocol and the command line (``argv``, default ``sys.argv``)."""
+    ``result.data_files``, seed, device, protocol and the command line (``argv``, default ``sys.argv``),
+    and for an evaluated model ``trained`` (:func:`training_record`)."""
     from sa4depth.evaluate.provenance import provenance, to_jsonable
     from sa4depth.files import write_json_atomic
 

@@ -282,10 +282,12 @@ def _log_value(f: Path, step: int, column: str) -> float:
         raise ValueError(f"{f}: {column!r} at step {step} is not a number: {found!r}") from None
 
 
-#: ``trained_at`` of a run whose done.json has no ``git`` record (trained before the trainer wrote one)
+#: ``trained_at`` of a run whose done.json has no commit (trained before the trainer recorded one, or
+#: outside a git checkout)
 UNRECORDED = "unrecorded"
 #: ``trained_at`` of a run whose done.json is not there (metrics present without their run directory)
 RUN_NOT_FOUND = "run not found"
+_UNKNOWN = (UNRECORDED, RUN_NOT_FOUND)
 
 
 def _short_commit(git: Any) -> str:
@@ -301,26 +303,35 @@ def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path
     ``result``'s ``provenance.trained`` (what the evaluated model's run recorded) when it has one,
     else from the run's done.json (``git``)."""
     from sa4depth.pipeline import run_dir
+    from sa4depth.safeio import load_json_object
 
-    trained = ((result or {}).get("provenance") or {}).get("trained") if isinstance(result, Mapping) else None
+    prov = result.get("provenance") if isinstance(result, Mapping) else None
+    trained = prov.get("trained") if isinstance(prov, Mapping) else None
     if isinstance(trained, Mapping) and trained.get("done"):
         return _short_commit(trained.get("git"))
     f = run_dir(data, scale, exp, seed, runs_root) / "done.json"
     if not f.is_file():
         return RUN_NOT_FOUND
-    try:
-        with open(f) as fh:
-            git = json.load(fh).get("git")
-    except (json.JSONDecodeError, AttributeError) as e:
-        raise ValueError(f"{f}: not a done.json object ({e})") from None
-    return _short_commit(git)
+    return _short_commit(load_json_object(f, "done.json").get("git"))
 
 
-def _commit_counts(per_run: Mapping[tuple[str, int], str]) -> dict[str, int]:
+def _commit_counts(commits: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for c in per_run.values():
+    for c in commits:
         counts[c] = counts.get(c, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _pairing(comps: Sequence[Mapping[str, Any]]) -> str:
+    """Whether a claim's comparisons pair each seed's runs trained by one commit."""
+    unknown = sum(c in _UNKNOWN for m in comps for c in m["a_trained_at"] + m["b_trained_at"])
+    if unknown:
+        return (f"the commit of {unknown} of the runs read is not known, so whether a seed pairs runs of "
+                f"different code versions cannot be told")
+    cross = sorted({s for m in comps for s, a, b in zip(m["seeds"], m["a_trained_at"], m["b_trained_at"]) if a != b})
+    if cross:
+        return f"seed{'s' if len(cross) > 1 else ''} {', '.join(map(str, cross))} pair runs trained at different commits"
+    return "each seed pairs runs trained at one commit"
 
 
 def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
@@ -330,7 +341,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
     ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
     missing files) instead of stopping the ledger; without it, a missing file is an error."""
     out, pending = [], []
-    all_runs: dict[tuple[str, int], str] = {}
+    all_runs: dict[tuple[str, int], list[str]] = {}
     for c in claims:
         missing = [f for f in claim_inputs([c], data, scale, runs_root, metrics_root) if not Path(f).is_file()]
         if missing and allow_missing:
@@ -339,11 +350,10 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                             "missing": len(missing), "missing_files": missing})
             continue
         comps = []
-        claim_runs: dict[tuple[str, int], str] = {}
         for m in c.comparisons:
             vals: dict[str, list[float]] = {"a": [], "b": []}
             files: dict[str, list[str]] = {"a": [], "b": []}
-            commits: dict[str, list[str]] = {"a": [], "b": []}
+            commits: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
             for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
                 for s in range(c.seeds):
                     f = _source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)
@@ -362,12 +372,10 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                                 raise ValueError(f"{f}: not valid JSON ({e})") from None
                         vals[side].append(_dig(result, path, f))
                     files[side].append(str(f))
-                    key = (exp, s)
-                    if key not in all_runs or all_runs[key] == RUN_NOT_FOUND:
-                        all_runs[key] = trained_at(data, scale, exp, s, runs_root,
-                                                   result if m.eval != TRAIN_EVAL else None)
-                    claim_runs[key] = all_runs[key]
-                    commits[side].append(all_runs[key])
+                    # every reading of a run: resolved to one commit per run after all claims are read
+                    commit = trained_at(data, scale, exp, s, runs_root, result if m.eval != TRAIN_EVAL else None)
+                    all_runs.setdefault((exp, s), []).append(commit)
+                    commits[side].append((exp, s))
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
             comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
                           "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
@@ -378,14 +386,24 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
             "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
             "verdict": claim_verdict(x["outcome"] for x in comps),
             "scale": scale, "data": data, "seeds": c.seeds, "substitutions": c.substitutions,
-            "note": c.note, "trained_at": _commit_counts(claim_runs), "comparisons": comps,
+            "note": c.note, "comparisons": comps,
         })
-    return {"claims": out, "pending": pending, "trained_at": _commit_counts(all_runs)}
+    # a run read through several files: the commit its evaluations recorded wins over an unknown one
+    run_commit = {k: next((c for c in v if c not in _UNKNOWN), next((c for c in v if c == UNRECORDED), v[0]))
+                  for k, v in all_runs.items()}
+    for c in out:
+        runs: set[tuple[str, int]] = set()
+        for m in c["comparisons"]:
+            for side in ("a", "b"):
+                runs.update(m[f"{side}_trained_at"])
+                m[f"{side}_trained_at"] = [run_commit[k] for k in m[f"{side}_trained_at"]]
+        c["trained_at"] = _commit_counts(run_commit[k] for k in sorted(runs))
+        c["pairing"] = _pairing(c["comparisons"])
+    return {"claims": out, "pending": pending, "trained_at": _commit_counts(run_commit.values())}
 
 
 def _trained_at_text(counts: Mapping[str, int]) -> str:
-    parts = [f"`{c}` {n} run{'s' if n != 1 else ''}" if c not in (UNRECORDED, RUN_NOT_FOUND)
-             else f"{c} {n}" for c, n in counts.items()]
+    parts = [f"{c if c in _UNKNOWN else f'`{c}`'} {n} run{'s' if n != 1 else ''}" for c, n in counts.items()]
     return ", ".join(parts) if parts else "none"
 
 
@@ -410,11 +428,16 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
         lines += [f"Computed at commit `{provenance.get('git_commit', '?')}` on {provenance.get('created', '?')}.", ""]
     if "trained_at" in ledger:
         counts = ledger["trained_at"]
-        one = len(counts) == 1 and next(iter(counts)) not in (UNRECORDED, RUN_NOT_FOUND)
-        lines += [f"Runs read, by the commit that trained them (their `done.json`): {_trained_at_text(counts)}"
-                  + (" (one commit)." if one else
-                     f" ({UNRECORDED}: trained before the trainer recorded its commit)." if UNRECORDED in counts
-                     else "."), ""]
+        notes = []
+        if len(counts) == 1 and next(iter(counts)) not in _UNKNOWN:
+            notes.append("one commit")
+        if UNRECORDED in counts:
+            notes.append(f"{UNRECORDED}: the run's done.json names no commit (trained before the trainer "
+                         f"recorded one, or outside a git checkout)")
+        if RUN_NOT_FOUND in counts:
+            notes.append(f"{RUN_NOT_FOUND}: neither the evaluation nor a run directory records it")
+        lines += ["Runs read, by the commit that trained them (as the evaluations or the runs' `done.json` "
+                  f"record it): {_trained_at_text(counts)}" + (f" ({'; '.join(notes)})." if notes else "."), ""]
     lines += ["| claim | table | what it says | verdict | data | scale | seeds |", "|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
         lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
@@ -429,9 +452,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
         if c.get("note"):
             lines += [c["note"], ""]
         if c.get("trained_at"):
-            mixed = len(c["trained_at"]) > 1
-            lines += [f"Trained at: {_trained_at_text(c['trained_at'])}"
-                      + ("; its comparisons may pair seeds across code versions." if mixed else "."), ""]
+            lines += [f"Trained at: {_trained_at_text(c['trained_at'])}; {c['pairing']}.", ""]
         lines += ["| metric | a | b | claimed | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
                   "| seeds for a clear interval |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
