@@ -207,7 +207,7 @@ claims:
     write_ledger(led, out)
     md = (out / "claims.md").read_text()
     assert "`abcdef0` 3 runs, `1234567-dirty` 1 run, run not found 1 run, unrecorded 1 run" in md
-    assert "the commit of 2 of the runs read is not known" in md.split("## T1")[1].split("## T3")[0]
+    assert "the commit of 2 of its 6 runs is not known" in md.split("## T1")[1].split("## T3")[0]
     assert "Trained at: `abcdef0` 3 runs; each seed pairs runs trained at one commit." in md.split("## T3")[1]
     assert json.loads((out / "claims.json").read_text())["trained_at"] == led["trained_at"]
     (runs / "synthetic" / "tiny" / "ea" / "seed0" / "done.json").write_text("[1, 2]")

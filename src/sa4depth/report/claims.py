@@ -322,12 +322,13 @@ def _commit_counts(commits: Iterable[str]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _pairing(comps: Sequence[Mapping[str, Any]]) -> str:
-    """Whether a claim's comparisons pair each seed's runs trained by one commit."""
-    unknown = sum(c in _UNKNOWN for m in comps for c in m["a_trained_at"] + m["b_trained_at"])
+def _pairing(comps: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> str:
+    """Whether a claim's comparisons pair each seed's runs trained by one commit (``counts``: the
+    claim's runs per commit)."""
+    unknown = sum(n for c, n in counts.items() if c in _UNKNOWN)
     if unknown:
-        return (f"the commit of {unknown} of the runs read is not known, so whether a seed pairs runs of "
-                f"different code versions cannot be told")
+        return (f"the commit of {unknown} of its {sum(counts.values())} runs is not known, so whether a seed "
+                f"pairs runs of different code versions cannot be told")
     cross = sorted({s for m in comps for s, a, b in zip(m["seeds"], m["a_trained_at"], m["b_trained_at"]) if a != b})
     if cross:
         return f"seed{'s' if len(cross) > 1 else ''} {', '.join(map(str, cross))} pair runs trained at different commits"
@@ -398,7 +399,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                 runs.update(m[f"{side}_trained_at"])
                 m[f"{side}_trained_at"] = [run_commit[k] for k in m[f"{side}_trained_at"]]
         c["trained_at"] = _commit_counts(run_commit[k] for k in sorted(runs))
-        c["pairing"] = _pairing(c["comparisons"])
+        c["pairing"] = _pairing(c["comparisons"], c["trained_at"])
     return {"claims": out, "pending": pending, "trained_at": _commit_counts(run_commit.values())}
 
 
