@@ -52,7 +52,11 @@ class EvalResult:
     cfg: Any                       # the resolved sa4depth.config.Config
     data_files: list[Path] = field(default_factory=list)  # GT / split files, hashed into provenance
     device: str = "cpu"
-    model: Path | None = None      # the model.pt evaluated (None: scored files); its run in provenance
+    model: str | os.PathLike | None = None  # the model.pt evaluated (None: scored files); its run in provenance
+
+    def __post_init__(self):
+        if self.model is not None:
+            self.model = Path(self.model)
 
 
 # ----------------------------------------------------------------------------- config
@@ -280,8 +284,7 @@ def evaluate_depth(cfg, model_path: str | os.PathLike | None = None, *, pred: st
         log(f"   scale ratios ({how}): mean {res['scale']['scale_mean']:.4f} std {res['scale']['scale_std']:.4f}")
     result = {"split": split, "protocol_detail": proto.to_dict(), "predictions": source, "pred_kind": kind,
               **res}
-    return EvalResult("depth", f"depth/{split}", result, cfg, data_files, device,
-                      Path(model_path) if model_path is not None else None)
+    return EvalResult("depth", f"depth/{split}", result, cfg, data_files, device, model_path)
 
 
 def evaluate_scale(cfg, model_path: str | os.PathLike, *, max_batches: int = 0, device: str = "cpu",
@@ -304,7 +307,7 @@ def evaluate_scale(cfg, model_path: str | os.PathLike, *, max_batches: int = 0, 
     log(f"   depth scale var {res['depth_scale_var']:.6g}  pose scale var {res['pose_scale_var']:.6g}"
         f"  ({res['num_samples']} samples)")
     vf = Path(cfg.data.splits_dir) / cfg.data.split / "val_files.txt"
-    return EvalResult("scale", "scale/table_i", res, cfg, [vf] if vf.is_file() else [], device, Path(model_path))
+    return EvalResult("scale", "scale/table_i", res, cfg, [vf] if vf.is_file() else [], device, model_path)
 
 
 def evaluate_odometry(cfg, model_path: str | os.PathLike | None = None, *, out: str | os.PathLike,
@@ -380,8 +383,7 @@ def evaluate_odometry(cfg, model_path: str | os.PathLike | None = None, *, out: 
             f"ATE {res['ate_rmse']:.4f} m  RPE {res['rpe_trans_rmse']:.4f} m / {res['rpe_rot_rmse_deg']:.4f} deg")
     result = {"sequences": per_seq, "plots": plots,
               "trajectories": str(traj_dir) if model_path is not None else pred_poses}
-    return EvalResult("odometry", "odometry/kitti_devkit+evo_sim3", result, cfg, data_files, device,
-                      Path(model_path) if model_path is not None else None)
+    return EvalResult("odometry", "odometry/kitti_devkit+evo_sim3", result, cfg, data_files, device, model_path)
 
 
 def evaluate_video(cfg, model_path: str | os.PathLike | None = None, *, pred: str | os.PathLike | None = None,
@@ -419,8 +421,7 @@ def evaluate_video(cfg, model_path: str | os.PathLike | None = None, *, pred: st
     log(f"   {res['num_sequences']} sequences: abs_rel {m['abs_rel']:.4f} rmse {m['rmse']:.4f} a1 {m['a1']:.4f}"
         f"  seq scale std {res['seq_scale_std']:.4f} ({space} alignment)")
     result = {"split": split, "predictions": source, "pred_kind": kind, **res}
-    return EvalResult("video", f"video/depthcrafter_{space}", result, cfg, [gt_path, sf], device,
-                      Path(model_path) if model_path is not None else None)
+    return EvalResult("video", f"video/depthcrafter_{space}", result, cfg, [gt_path, sf], device, model_path)
 
 
 # ----------------------------------------------------------------------------- output
