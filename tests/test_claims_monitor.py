@@ -117,8 +117,8 @@ def test_bad_claims_files_name_the_problem(tmp_path, body, match):
     assert str(f) in str(e.value)
 
 
-def test_ledger_is_computed_from_the_result_files(tmp_path):
-    f = _write(tmp_path / "claims.yaml", """scale: tiny
+#: a claims file's head with claim T1 (ea beats eb on depth_s's abs_rel, 3 seeds); tests append claims
+_CLAIMS_T1 = """scale: tiny
 claims:
   - id: T1
     table: table_x
@@ -126,7 +126,11 @@ claims:
     seeds: 3
     comparisons:
       - {metric: abs_rel, eval: depth_s, path: metrics.abs_rel, a: ea, b: eb, better: lower}
-  - id: T2
+"""
+
+
+def test_ledger_is_computed_from_the_result_files(tmp_path):
+    f = _write(tmp_path / "claims.yaml", _CLAIMS_T1 + """  - id: T2
     table: table_x
     statement: never run
     seeds: 3
@@ -164,15 +168,7 @@ claims:
 def test_ledger_names_the_commit_that_trained_each_run(tmp_path):
     """From each run's done.json: the short commit (-dirty), `unrecorded` without a git record, `run not
     found` without done.json; per comparison side, per claim and over the ledger, and in claims.md."""
-    f = _write(tmp_path / "claims.yaml", """scale: tiny
-claims:
-  - id: T1
-    table: table_x
-    statement: a beats b
-    seeds: 3
-    comparisons:
-      - {metric: abs_rel, eval: depth_s, path: metrics.abs_rel, a: ea, b: eb, better: lower}
-  - id: T3
+    f = _write(tmp_path / "claims.yaml", _CLAIMS_T1 + """  - id: T3
     table: table_x
     statement: a beats a itself
     seeds: 3

@@ -13,7 +13,6 @@ stated otherwise.
 from __future__ import annotations
 
 import contextlib
-
 from typing import Mapping, Sequence
 
 import torch

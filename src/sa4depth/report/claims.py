@@ -297,11 +297,11 @@ def _short_commit(git: Any) -> str:
 
 
 def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path,
-               result: Mapping[str, Any] | None = None) -> str:
+               result: Mapping[str, Any] | None = None, done: Mapping[str, Any] | None = None) -> str:
     """The commit that trained a run: the short hash, with ``-dirty`` when the tree had uncommitted
     changes; :data:`UNRECORDED` or :data:`RUN_NOT_FOUND` otherwise. Read from the evaluation
     ``result``'s ``provenance.trained`` (what the evaluated model's run recorded) when it has one,
-    else from the run's done.json (``git``)."""
+    else from the run's done.json (``git``; ``done``: its content, when the caller has read it)."""
     from sa4depth.pipeline import run_dir
     from sa4depth.safeio import load_json_object
 
@@ -309,10 +309,12 @@ def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path
     trained = prov.get("trained") if isinstance(prov, Mapping) else None
     if isinstance(trained, Mapping) and trained.get("done"):
         return _short_commit(trained.get("git"))
-    f = run_dir(data, scale, exp, seed, runs_root) / "done.json"
-    if not f.is_file():
-        return RUN_NOT_FOUND
-    return _short_commit(load_json_object(f, "done.json").get("git"))
+    if done is None:
+        f = run_dir(data, scale, exp, seed, runs_root) / "done.json"
+        if not f.is_file():
+            return RUN_NOT_FOUND
+        done = load_json_object(f, "done.json")
+    return _short_commit(done.get("git"))
 
 
 def _commit_counts(commits: Iterable[str]) -> dict[str, int]:
@@ -373,9 +375,14 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                                 raise ValueError(f"{f}: not valid JSON ({e})") from None
                         vals[side].append(_dig(result, path, f))
                     files[side].append(str(f))
-                    # every reading of a run: resolved to one commit per run after all claims are read
-                    commit = trained_at(data, scale, exp, s, runs_root, result if m.eval != TRAIN_EVAL else None)
-                    all_runs.setdefault((exp, s), []).append(commit)
+                    # the readings of a run, resolved to one commit per run after all claims are read;
+                    # once one names a commit, later readings add nothing
+                    seen = all_runs.setdefault((exp, s), [])
+                    if not any(x not in _UNKNOWN for x in seen):
+                        if m.eval == TRAIN_EVAL:  # `result` is the run's done.json itself
+                            seen.append(trained_at(data, scale, exp, s, runs_root, done=result))
+                        else:
+                            seen.append(trained_at(data, scale, exp, s, runs_root, result))
                     commits[side].append((exp, s))
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
             comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
