@@ -17,8 +17,8 @@ import torch
 
 from sa4depth.config import load_config
 from sa4depth.geometry import se3_exp
-from sa4depth.report.claims import (build_ledger, claim_verdict, compare, load_claims, paired_interval, with_seeds,
-                                    write_ledger)
+from sa4depth.report.claims import (BudgetRule, build_ledger, claim_verdict, compare, learning_state, load_claims,
+                                    paired_interval, with_seeds, write_ledger)
 from sa4depth.train import train
 from sa4depth.train.monitor import pose_errors
 
@@ -421,6 +421,89 @@ def test_curve_summary_slopes_and_seed_means_against_hand_computed_values():
     assert out["steps"] == [0, 100, 200, 300] and out["mean"][0] == pytest.approx(0.51)
     with pytest.raises(ValueError, match="no monitor column 'nope'"):
         curve_summary({"a": [s0]}, key="nope")
+
+
+def _piecewise(slopes, start=0.6, every=25, window=200):
+    """A curve over steps 0, every, ... with slope slopes[i] per step in window i (continuous)."""
+    steps = np.arange(0, window * len(slopes) + 1, every, dtype=float)
+    vals = np.full_like(steps, start)
+    for i, st in enumerate(steps[1:], 1):
+        vals[i] = vals[i - 1] + slopes[min(int((st - 1) // window), len(slopes) - 1)] * every
+    return {"step": steps, "abs_rel": vals}
+
+
+def test_learning_state_classifies_constructed_curves():
+    """Past the knee when the last window's slope is at most knee_ratio of the steepest; still falling
+    otherwise; did not learn when every seed ends at >= untrained_ratio of its start; `upto` cuts."""
+    bend = _piecewise([-1e-3, -5e-4, -1e-4])                       # ratio 0.1, hand-computed
+    r = learning_state([bend, bend], BudgetRule())
+    assert r["state"] == "past the knee" and r["ratio"] == pytest.approx(0.1)
+    assert [w["slope_per_step"] for w in r["windows"]] == pytest.approx([-1e-3, -5e-4, -1e-4])
+    assert r["next_window_change"] == pytest.approx(-0.02) and r["to_step"] == 600
+    assert r["first"] == pytest.approx(0.6) and r["last"] == pytest.approx(0.6 - 0.2 - 0.1 - 0.02)
+    assert learning_state([bend], BudgetRule(knee_ratio=0.05))["state"] == "still falling"
+    line = _piecewise([-5e-4, -5e-4, -5e-4])
+    assert learning_state([line], BudgetRule())["state"] == "still falling"
+    assert learning_state([line], BudgetRule())["ratio"] == pytest.approx(1.0)
+    flat = _piecewise([-1e-5, 1e-5, -1e-5])
+    r = learning_state([flat, flat], BudgetRule())
+    assert r["state"] == "did not learn" and r["not_learned_seeds"] == [0, 1]
+    r = learning_state([flat, bend, bend], BudgetRule())           # one seed stuck at the untrained level
+    assert r["state"] == "past the knee" and r["not_learned_seeds"] == [0]
+    r = learning_state([bend], BudgetRule(), upto=200)             # the curve as it was at step 200
+    assert r["state"] == "still falling" and r["to_step"] == 200 and r["ratio"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="fewer than 2 monitored steps"):
+        learning_state([bend], BudgetRule(), upto=0)
+
+
+def test_ledger_reports_each_compared_rows_learning_state(tmp_path):
+    """Per claim, each row's state from its seeds' log.csv (unknown, with why, without them); the
+    markdown's table column and line; the learning curves copied beside the ledger."""
+    f = _write(tmp_path / "claims.yaml", _CLAIMS_T1 + """budget: {column: abs_rel, window: 200, knee_ratio: 0.2, untrained_ratio: 0.9}
+""")
+    spec = load_claims(f)
+    assert spec["budget"] == BudgetRule()
+    metrics, runs = tmp_path / "metrics", tmp_path / "runs"
+    curves = {"ea": _piecewise([-1e-3, -5e-4, -1e-4]), "eb": _piecewise([-5e-4, -4e-4, -3e-4])}
+    for exp in ("ea", "eb"):
+        for s in range(3):
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": 0.2 + 0.01 * s + (0.1 if exp == "eb" else 0)}}))
+    c = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics, budget=spec["budget"])["claims"][0]
+    assert {k: r["state"] for k, r in c["budget"]["rows"].items()} == {"ea": "unknown", "eb": "unknown"}
+    assert "log.csv not found" in c["budget"]["rows"]["ea"]["reason"] and not c["budget"]["past_knee"]
+    for exp, cv in curves.items():
+        for s in range(3):
+            d = runs / "synthetic" / "tiny" / exp / f"seed{s}"
+            d.mkdir(parents=True)
+            rows = "".join(f"{int(st)},{v + 0.01 * s}\n" for st, v in zip(cv["step"], cv["abs_rel"]))
+            (d / "log.csv").write_text("step,mon/abs_rel\n" + rows)
+    led = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics, budget=spec["budget"])
+    b = led["claims"][0]["budget"]
+    assert b["rows"]["ea"]["state"] == "past the knee" and b["rows"]["eb"]["state"] == "still falling"
+    assert b["rows"]["eb"]["ratio"] == pytest.approx(0.6) and led["budget_rule"]["knee_ratio"] == 0.2
+    assert b["summary"].startswith("still falling: eb (last slope 60.0 % of its steepest; another window at it: -0.060)")
+    out = tmp_path / "ledger"
+    write_ledger(led, out)
+    md = (out / "claims.md").read_text()
+    assert "| rows past the knee |" in md and "| 3 | 1 of 2 (1 still falling) |" in md
+    assert "Learning curves: still falling: eb" in md
+    copied = json.loads((out / "claims.json").read_text())["claims"][0]["budget"]["rows"]["eb"]["log_files"]
+    assert len(copied) == 3 and (out / copied[2]).read_text() == (runs / "synthetic/tiny/eb/seed2/log.csv").read_text()
+
+
+@pytest.mark.parametrize("budget,match", [
+    ("{window: 0}", "budget.window=0"),
+    ("{knee_ratio: 2}", "budget.knee_ratio=2"),
+    ("{knee: 0.2}", "unknown key"),
+    ("{column: ''}", "budget.column"),
+])
+def test_bad_budget_rule_names_the_key(tmp_path, budget, match):
+    f = _write(tmp_path / "claims.yaml", _CLAIMS_T1 + f"budget: {budget}\n")
+    with pytest.raises(ValueError, match=match) as e:
+        load_claims(f)
+    assert str(f) in str(e.value)
 
 
 def test_monitor_figure_of_baseline_runs_marks_the_refinement_panels_empty(tmp_path, monkeypatch):

@@ -49,7 +49,8 @@ def run(args) -> int:
         claims = [c for c in claims if c.id in want]
     claims = with_seeds(claims, args.seeds)
     scale = args.scale or spec["scale"]
-    ledger = build_ledger(claims, args.data, scale, args.runs, args.metrics, allow_missing=args.allow_missing)
+    ledger = build_ledger(claims, args.data, scale, args.runs, args.metrics, allow_missing=args.allow_missing,
+                          budget=spec["budget"])
     g = git_info()
     prov = {"git_commit": g.get("commit"), "git_dirty": g.get("dirty"), "claims_file": args.claims,
             "data": args.data, "scale": scale, "seeds_override": args.seeds,
@@ -58,6 +59,7 @@ def run(args) -> int:
     files = write_ledger(ledger, args.out_dir, provenance=prov)
     for c in ledger["claims"]:
         print(f"{c['id']:5s} {c['verdict']:13s} {c['statement'][:90]}")
+        print(f"      learning curves: {c['budget']['summary']}")
     for pnd in ledger["pending"]:
         print(f"{pnd['id']:5s} {'not run yet':13s} ({pnd['missing']} result files missing)")
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)

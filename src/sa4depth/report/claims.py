@@ -19,18 +19,20 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
-           "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "trained_at", "VERDICTS"]
+           "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
+           "learning_state", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
 TRAIN_LOG = "log"     # the run's log.csv at comparison `step` (the learning curve), once the run is done
 _CLAIM_KEYS = {"id", "table", "statement", "summary", "seeds", "substitutions", "comparisons", "note"}
 _CMP_KEYS = {"metric", "a", "b", "better", "eval", "path", "a_path", "b_path", "label", "step"}
+_BUDGET_KEYS = {"column", "window", "knee_ratio", "untrained_ratio"}
 
 
 @dataclass
@@ -58,6 +60,37 @@ class Claim:
     summary: str = ""
 
 
+@dataclass(frozen=True)
+class BudgetRule:
+    """When a row counts as trained past its learning knee (the claims file's ``budget``).
+
+    From the runs' learning curves (the monitor column ``column`` of log.csv, lower is better, mean
+    over seeds): the least-squares slope in consecutive ``window``-step windows. A row is *past the
+    knee* when its last window's slope is at most ``knee_ratio`` times its steepest window's; a seed
+    *did not learn* when its last value is at least ``untrained_ratio`` times its first (still at
+    the untrained level), and a row did not learn when none of its seeds did."""
+    column: str = "abs_rel"
+    window: int = 200
+    knee_ratio: float = 0.2
+    untrained_ratio: float = 0.9
+
+
+def _budget_rule(raw: Any, where: str) -> BudgetRule:
+    if raw is None:
+        return BudgetRule()
+    _check_keys(raw, f"{where}: budget", _BUDGET_KEYS, ())
+    rule = BudgetRule(**raw)
+    if not isinstance(rule.column, str) or not rule.column:
+        raise ValueError(f"{where}: budget.column={rule.column!r}: a monitor column of log.csv (e.g. abs_rel)")
+    if not isinstance(rule.window, int) or isinstance(rule.window, bool) or rule.window <= 0:
+        raise ValueError(f"{where}: budget.window={rule.window!r}: a positive number of steps")
+    for k in ("knee_ratio", "untrained_ratio"):
+        v = getattr(rule, k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+            raise ValueError(f"{where}: budget.{k}={v!r}: a number in (0, 1]")
+    return rule
+
+
 def _err(src: str, msg: str) -> ValueError:
     return ValueError(f"{src}: {msg}")
 
@@ -74,7 +107,7 @@ def _check_keys(d: Any, where: str, allowed: set[str], required: Sequence[str]) 
 
 
 def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = None) -> dict[str, Any]:
-    """``{"scale", "claims": [Claim]}`` from a claims file; every key is checked."""
+    """``{"scale", "budget": BudgetRule, "claims": [Claim]}`` from a claims file; every key is checked."""
     import yaml
 
     path = Path(path)
@@ -84,9 +117,10 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
         raise _err(str(path), f"cannot read the claims file: {e}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list):
         raise _err(str(path), "expected a mapping with a 'claims' list")
-    unknown = set(raw) - {"scale", "claims"}
+    unknown = set(raw) - {"scale", "budget", "claims"}
     if unknown:
-        raise _err(str(path), f"unknown top-level key(s) {sorted(unknown)} (scale, claims)")
+        raise _err(str(path), f"unknown top-level key(s) {sorted(unknown)} (scale, budget, claims)")
+    budget = _budget_rule(raw.get("budget"), str(path))
     exps = set(experiments) if experiments is not None else None
     claims, seen = [], set()
     for i, c in enumerate(raw["claims"]):
@@ -129,7 +163,7 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
                             [str(s) for s in subs], str(c.get("note", "")).strip(),
                             str(c.get("summary", "")).strip()))
     scale = raw.get("scale", "study")
-    return {"scale": str(scale), "claims": claims}
+    return {"scale": str(scale), "budget": budget, "claims": claims}
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -219,6 +253,96 @@ def claim_verdict(outcomes: Iterable[str]) -> str:
     if all(o == "supports" for o in outs):
         return "reproduced"
     return "inconclusive"
+
+
+# ----------------------------------------------------------------------------- learning curves
+PAST_KNEE, STILL_FALLING, NOT_LEARNED, UNKNOWN_STATE = "past the knee", "still falling", "did not learn", "unknown"
+
+
+def learning_state(logs: Sequence[Mapping[str, Any]], rule: BudgetRule = BudgetRule(),
+                   upto: int | None = None) -> dict[str, Any]:
+    """Where one row's runs stand on their learning curves, by ``rule``: ``logs`` are the seeds'
+    monitor logs (:func:`sa4depth.report.figures.read_monitor_log`), read up to step ``upto``.
+
+    Returns the mean curve's first and last values, its window slopes (per step), the last window's
+    slope as a fraction of the steepest (``ratio``), the change another window at the last slope
+    would bring (``next_window_change``), the seeds that did not learn, and ``state``: past the
+    knee | still falling | did not learn."""
+    import numpy as np
+
+    from sa4depth.report.figures import curve_summary
+
+    if not logs:
+        raise ValueError("learning_state: no runs")
+    cut = []
+    for lg in logs:
+        keep = np.asarray(lg["step"]) <= (math.inf if upto is None else upto)
+        cut.append({k: np.asarray(v)[keep] for k, v in lg.items()})
+    summ = curve_summary({"row": cut}, key=rule.column, window=rule.window)["row"]
+    per_seed = np.asarray(summ["per_seed"], dtype=float)
+    if per_seed.shape[1] < 2:
+        raise ValueError(f"learning_state: the runs share fewer than 2 monitored steps up to step {upto}")
+    not_learned = [i for i, row in enumerate(per_seed) if row[-1] >= rule.untrained_ratio * row[0]]
+    slopes = [w["slope_per_step"] for w in summ["slopes"]]
+    if not slopes:
+        raise ValueError(f"learning_state: no {rule.window}-step window holds 2 monitored steps of the runs")
+    steepest, last = min(slopes), slopes[-1]
+    ratio = last / steepest if steepest < 0 else None
+    if len(not_learned) == len(per_seed) or steepest >= 0:
+        state = NOT_LEARNED
+    else:
+        state = PAST_KNEE if ratio <= rule.knee_ratio else STILL_FALLING
+    return {"state": state, "seeds": len(per_seed), "to_step": summ["steps"][-1],
+            "first": summ["mean"][0], "last": summ["mean"][-1], "windows": summ["slopes"],
+            "steepest_slope": steepest, "last_slope": last, "ratio": ratio,
+            "next_window_change": last * rule.window, "not_learned_seeds": not_learned}
+
+
+def _budget_summary(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line: is every compared row past its knee, and which are not (with how far they are)."""
+    def pct(r):
+        return f"{100 * r['ratio']:.1f} %" if r.get("ratio") is not None else "n/a"
+
+    by_state: dict[str, list[str]] = {}
+    for name, r in rows.items():
+        if r["state"] == STILL_FALLING:
+            by_state.setdefault(r["state"], []).append(
+                f"{name} (last slope {pct(r)} of its steepest; another window at it: {r['next_window_change']:+.3f})")
+        elif r["state"] == UNKNOWN_STATE:
+            by_state.setdefault(r["state"], []).append(f"{name} ({r['reason']})")
+        else:
+            extra = ""
+            if r["state"] == PAST_KNEE and r["not_learned_seeds"]:
+                extra = f" (seed{'s' if len(r['not_learned_seeds']) > 1 else ''} " \
+                        f"{', '.join(map(str, r['not_learned_seeds']))} did not learn)"
+            by_state.setdefault(r["state"], []).append(name + extra)
+    if set(by_state) == {PAST_KNEE}:
+        return "every compared row is past its knee: " + ", ".join(by_state[PAST_KNEE])
+    return "; ".join(f"{st}: {', '.join(by_state[st])}" for st in (STILL_FALLING, NOT_LEARNED, UNKNOWN_STATE, PAST_KNEE)
+                     if st in by_state)
+
+
+def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: BudgetRule) -> dict[str, Any]:
+    """The learning state of every row a claim compares (per experiment, or experiment at a step for
+    eval ``log``), from its seeds' log.csv; a row whose logs cannot be read is ``unknown`` with why."""
+    from sa4depth.pipeline import run_dir
+    from sa4depth.report.figures import read_monitor_log
+
+    rows: dict[str, dict[str, Any]] = {}
+    for m in c.comparisons:
+        upto = m.step if m.eval == TRAIN_LOG else None
+        for exp in (m.a, m.b):
+            name = exp if upto is None else f"{exp} at step {upto}"
+            if name in rows:
+                continue
+            files = [run_dir(data, scale, exp, s, runs_root) / "log.csv" for s in range(c.seeds)]
+            try:
+                rec = learning_state([read_monitor_log(f) for f in files], rule, upto)
+            except (OSError, ValueError, KeyError) as e:
+                rec = {"state": UNKNOWN_STATE, "reason": str(e)}
+            rows[name] = {**rec, "log_files": [str(f) for f in files if f.is_file()]}
+    return {"rows": rows, "past_knee": all(r["state"] == PAST_KNEE for r in rows.values()),
+            "summary": _budget_summary(rows)}
 
 
 # ----------------------------------------------------------------------------- files
@@ -338,11 +462,15 @@ def _pairing(comps: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> s
 
 
 def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
-                 metrics_root: str | Path = "results/metrics", allow_missing: bool = False) -> dict[str, Any]:
+                 metrics_root: str | Path = "results/metrics", allow_missing: bool = False,
+                 budget: BudgetRule | None = None) -> dict[str, Any]:
     """The ledger as a dict (what ``claims.json`` holds), computed from the result files only.
 
     ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
-    missing files) instead of stopping the ledger; without it, a missing file is an error."""
+    missing files) instead of stopping the ledger; without it, a missing file is an error.
+    ``budget``: the rule by which each claim's compared rows are classified on their learning curves
+    (the runs' log.csv; :func:`learning_state`)."""
+    budget = budget or BudgetRule()
     out, pending = [], []
     all_runs: dict[tuple[str, int], list[str]] = {}
     for c in claims:
@@ -394,7 +522,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
             "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
             "verdict": claim_verdict(x["outcome"] for x in comps),
             "scale": scale, "data": data, "seeds": c.seeds, "substitutions": c.substitutions,
-            "note": c.note, "comparisons": comps,
+            "note": c.note, "comparisons": comps, "budget": _claim_budget(c, data, scale, runs_root, budget),
         })
     # a run read through several files: the commit its evaluations recorded wins over an unknown one
     run_commit = {k: next((c for c in v if c not in _UNKNOWN), next((c for c in v if c == UNRECORDED), v[0]))
@@ -407,12 +535,22 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                 m[f"{side}_trained_at"] = [run_commit[k] for k in m[f"{side}_trained_at"]]
         c["trained_at"] = _commit_counts(run_commit[k] for k in sorted(runs))
         c["pairing"] = _pairing(c["comparisons"], c["trained_at"])
-    return {"claims": out, "pending": pending, "trained_at": _commit_counts(run_commit.values())}
+    return {"claims": out, "pending": pending, "trained_at": _commit_counts(run_commit.values()),
+            "budget_rule": asdict(budget)}
 
 
 def _trained_at_text(counts: Mapping[str, int]) -> str:
     parts = [f"{c if c in _UNKNOWN else f'`{c}`'} {n} run{'s' if n != 1 else ''}" for c, n in counts.items()]
     return ", ".join(parts) if parts else "none"
+
+
+def _budget_cell(budget: Mapping[str, Any] | None) -> str:
+    if not budget or not budget.get("rows"):
+        return ""
+    states = [r["state"] for r in budget["rows"].values()]
+    n, k = len(states), states.count(PAST_KNEE)
+    others = [f"{states.count(st)} {st}" for st in (STILL_FALLING, NOT_LEARNED, UNKNOWN_STATE) if st in states]
+    return f"{k} of {n}" + (f" ({', '.join(others)})" if others else "")
 
 
 def _fmt(x: float | None) -> str:
@@ -446,13 +584,22 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             notes.append(f"{RUN_NOT_FOUND}: neither the evaluation nor a run directory records it")
         lines += ["Runs read, by the commit that trained them (as the evaluations or the runs' `done.json` "
                   f"record it): {_trained_at_text(counts)}" + (f" ({'; '.join(notes)})." if notes else "."), ""]
-    lines += ["| claim | table | what it says | verdict | data | scale | seeds |", "|---|---|---|---|---|---|---|"]
+    rule = ledger.get("budget_rule")
+    if rule:
+        lines += [f"Learning curves: each compared row's validation `{rule['column']}` (the monitor's, in the runs' "
+                  f"`log.csv`), mean over the claim's seeds, with its least-squares slope in {rule['window']}-step "
+                  f"windows. A row is *past the knee* when its last window's slope is at most "
+                  f"{rule['knee_ratio']:g} of its steepest window's; a seed *did not learn* when its last value is "
+                  f"at least {rule['untrained_ratio']:g} of its first, and a row did not learn when no seed did. "
+                  f"A verdict on rows still falling says what the budget shows, not where the rows end.", ""]
+    lines += ["| claim | table | what it says | verdict | data | scale | seeds | rows past the knee |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
         lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
-                     f"| {c['scale']} | {c['seeds']} |")
+                     f"| {c['scale']} | {c['seeds']} | {_budget_cell(c.get('budget'))} |")
     for p in ledger.get("pending", []):
         lines.append(f"| {p['id']} | {p['table']} | {p.get('summary', '')} | not run yet ({p['missing']} result "
-                     f"files missing) | | | {p['seeds']} |")
+                     f"files missing) | | | {p['seeds']} | |")
     for c in ledger["claims"]:
         lines += ["", f"## {c['id']} ({c['table']}): {c['verdict']}", "", f"> {c['statement']}", ""]
         if c["substitutions"]:
@@ -461,6 +608,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             lines += [c["note"], ""]
         if c.get("trained_at"):
             lines += [f"Trained at: {_trained_at_text(c['trained_at'])}; {c['pairing']}.", ""]
+        if c.get("budget"):
+            lines += [f"Learning curves: {c['budget']['summary']}.", ""]
         lines += ["| metric | a | b | claimed | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
                   "| seeds for a clear interval |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -512,8 +661,21 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                             for extra in ("log.csv", "config.yaml"):
                                 if extra != src.name and (src.parent / extra).is_file():
                                     copy_atomic(src.parent / extra, dst_dir / extra, unique=True)
+                                    copied[str(src.parent / extra)] = str(dst_dir / extra)
                     rel_files.append(str(dst.relative_to(out)))
                 m[f"{side}_files"] = rel_files
+        for name, row in (c.get("budget") or {}).get("rows", {}).items():
+            rel_files = []
+            for f in row.get("log_files", []):
+                src = Path(f)
+                seed_dir, exp_dir = src.parent.name, src.parent.parent.name
+                dst = out / "runs" / c["data"] / c["scale"] / exp_dir / seed_dir / "log.csv"
+                if str(src) not in copied:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    copy_atomic(src, dst, unique=True)
+                    copied[str(src)] = str(dst)
+                rel_files.append(str(dst.relative_to(out)))
+            row["log_files"] = rel_files
     if provenance:
         ledger = {"provenance": dict(provenance), **ledger}
     js = out / "claims.json"
