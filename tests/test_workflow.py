@@ -215,14 +215,14 @@ def test_dry_run_claims_trains_each_claims_seeds_once_and_keys_its_output(sandbo
         for m in c.comparisons:
             for e in (m.a, m.b):
                 need[e] = max(need.get(e, 0), c.seeds)
-    r = _snake(sandbox, "-n", "claims", "--config", "claims_scale=tiny")
+    r = _snake(sandbox, "-n", "claims", "--config", "claims_scale=tiny", "headline_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
     assert jobs["train"] == sum(need.values())  # runs shared by claims train once per seed
     assert jobs["claims_ledger"] == 1 and jobs["fig_monitor"] == 1
     assert "results/claims/synthetic-tiny/claims.json" in r.stdout  # never the committed ledger
     assert "runs/synthetic/tiny/md2_18/seed4/done.json" in r.stdout
-    r = _snake(sandbox, "-n", "claim_C2", "--config", "claims_scale=tiny")
+    r = _snake(sandbox, "-n", "claim_C2", "--config", "claims_scale=tiny", "headline_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     assert _jobs(r.stdout)["train"] == 10
 
@@ -234,7 +234,7 @@ def test_dry_run_reproduce_is_the_paper_plus_the_headline_claim_at_its_seeds(san
     r = _snake(sandbox, "-n", "paper", "--config", "scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     paper_trains = _jobs(r.stdout)["train"]
-    r = _snake(sandbox, "-n", "-p", "reproduce", "--config", "scale=tiny", "claims_scale=tiny", "headline_seeds=4")
+    r = _snake(sandbox, "-n", "-p", "reproduce", "--config", "scale=tiny", "claims_scale=tiny", "headline_scale=tiny", "headline_seeds=4")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
     assert jobs["headline_ledger"] == 1 and "claims_ledger" not in jobs
@@ -244,8 +244,16 @@ def test_dry_run_reproduce_is_the_paper_plus_the_headline_claim_at_its_seeds(san
     assert "--only C2 --seeds 4" in r.stdout
     assert "runs/synthetic/tiny/sa4depth_md2_18/seed3/done.json" in r.stdout
     assert "seed4/done.json" not in r.stdout
+    # by default the headline trains at the 600-step study scale and the full ledger at the long scale
+    r = _snake(sandbox, "-n", "-p", "reproduce", "--config", "scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "runs/synthetic/study/sa4depth_md2_18/seed2/done.json" in r.stdout and "synthetic/long/" not in r.stdout
+    assert " results/claims/headline/claims.json" in r.stdout or "output: results/claims/headline/claims.json" in r.stdout
+    r = _snake(sandbox, "-n", "claims")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "runs/synthetic/long/md2_18/seed4/done.json" in r.stdout and "synthetic/study/" not in r.stdout
     for bad in ("headline_claim=C9", "headline_seeds=2"):
-        r = _snake(sandbox, "-n", "reproduce", "--config", "scale=tiny", "claims_scale=tiny", bad)
+        r = _snake(sandbox, "-n", "reproduce", "--config", "scale=tiny", "claims_scale=tiny", "headline_scale=tiny", bad)
         out = r.stdout + r.stderr
         assert r.returncode != 0 and ("C9" in out or "seeds" in out), out[-2000:]
 
@@ -270,7 +278,7 @@ def test_make_reproduce_starts_the_headline_runs_first(sandbox):
     the short smoke jobs fill the cores around them instead of one study run finishing alone."""
     args = _make_reproduce_args()
     assert "--prioritize" in args, args
-    r = _snake(sandbox, "-n", "reproduce", *args, "--config", "scale=tiny", "claims_scale=tiny", "headline_seeds=3")
+    r = _snake(sandbox, "-n", "reproduce", *args, "--config", "scale=tiny", "claims_scale=tiny", "headline_scale=tiny", "headline_seeds=3")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = {}
     for block in re.split(r"^\[[^\]\n]*\d{4}\]$", r.stdout, flags=re.M):  # one block per job, after its timestamp
@@ -309,11 +317,11 @@ def test_claims_targets_run_their_runs_when_the_committed_ledgers_are_present(tm
         d.mkdir(parents=True)
         for f in ("claims.json", "claims.md", "fig_monitor.png", "curves.json"):
             (d / f).write_text("committed\n")
-    r = _snake(tmp_path, "-n", "reproduce", "--config", "scale=tiny", "claims_scale=tiny")
+    r = _snake(tmp_path, "-n", "reproduce", "--config", "scale=tiny", "claims_scale=tiny", "headline_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
     assert jobs.get("headline_ledger") == 1 and "runs/synthetic/tiny/sa4depth_md2_18/seed2/done.json" in r.stdout
-    r = _snake(tmp_path, "-n", "claims", "--config", "claims_scale=tiny")
+    r = _snake(tmp_path, "-n", "claims", "--config", "claims_scale=tiny", "headline_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
     assert jobs.get("claims_ledger") == 1 and jobs.get("fig_monitor") == 1 and jobs.get("train", 0) > 0

@@ -611,7 +611,7 @@ def add_config_args(parser, run_note: str = "") -> None:
     g = parser.add_argument_group("configuration")
     g.add_argument("--data", default="synthetic", help=f"data preset in params/data/ (default: synthetic){run_note}")
     g.add_argument("--scale", default="smoke",
-                   help=f"scale preset in params/scale/ (tiny|smoke|study|small|full; default: smoke){run_note}")
+                   help=f"scale preset in params/scale/ (tiny|smoke|study|long|small|full; default: smoke){run_note}")
     g.add_argument("--row", default=None, help=ROW_HELP + run_note)
     add_override_args(parser, group=g)
 

@@ -27,19 +27,20 @@ rule claims_ledger:
 
 
 rule headline_ledger:
-    """`make reproduce`'s answer to the headline claim: its runs at config headline_seeds seeds."""
+    """`make reproduce`'s answer to the headline claim: its runs at config headline_seeds seeds, at
+    the headline scale (the 600-step study preset; the full ledger's runs go on to 1200 steps)."""
     input:
         spec="params/claims.yaml",
         experiments="params/experiments.yaml",
-        files=CL.claim_inputs(HEADLINE_CLAIMS, DATA, CLAIMS_SCALE),
+        files=CL.claim_inputs(HEADLINE_CLAIMS, DATA, HEADLINE_SCALE),
     output:
         json=f"{HEADLINE_OUT}/claims.json",
         md=f"{HEADLINE_OUT}/claims.md",
     log:
-        f"logs/claims/headline-{DATA}-{CLAIMS_SCALE}.log",
+        f"logs/claims/headline-{DATA}-{HEADLINE_SCALE}.log",
     params:
         data=DATA,
-        scale=CLAIMS_SCALE,
+        scale=HEADLINE_SCALE,
         claim=HEADLINE["claim"],
         seeds=HEADLINE["seeds"],
         out=lambda wc, output: str(Path(output.json).parent),

@@ -29,7 +29,7 @@ FIGURES = ["fig1_scale_factors", "fig3_qualitative_kitti", "fig6_trajectories", 
 
 wildcard_constraints:
     data="synthetic|real",
-    scale="tiny|smoke|study|small|full",
+    scale="tiny|smoke|study|long|small|full",
     exp="[A-Za-z0-9_]+",
     seed="[0-9]+",
     profile="driving|dynamic|indoor",
@@ -165,7 +165,7 @@ def bench_size_args(wc):
     """`sa4depth bench infer` options: the run's input size; fewer repeats at the CPU scales."""
     cfg = exp_config(wc.exp, wc.data, wc.scale, wc.seed)[0]
     args = f"--height {cfg['data']['height']} --width {cfg['data']['width']}"
-    if wc.scale in ("tiny", "smoke", "study"):
+    if wc.scale in ("tiny", "smoke", "study", "long"):
         args += " --warmup 2 --repeats 10"
     return args
 
@@ -181,7 +181,9 @@ HEADLINE_CLAIMS = CL.with_seeds([c for c in CLAIMS["claims"] if c.id == HEADLINE
 if not HEADLINE_CLAIMS:
     raise ValueError(f"workflow config: headline_claim={HEADLINE['claim']!r} is not a claim of params/claims.yaml "
                      f"(known: {', '.join(c.id for c in CLAIMS['claims'])})")
-HEADLINE_OUT = f"{CLAIMS_OUT}/headline"
+HEADLINE_SCALE = config.get("headline_scale") or CLAIMS["headline_scale"]
+HEADLINE_OUT = ("results/claims/headline" if (DATA, HEADLINE_SCALE) == ("synthetic", CLAIMS["headline_scale"])
+                else f"results/claims/{DATA}-{HEADLINE_SCALE}/headline")
 # the monitor figure: Md2-18 vs Md2-18 + SA4Depth, every seed of the headline claim
 MONITOR_RUNS = {"Md2-18": "md2_18", "Md2-18 + SA4Depth": "sa4depth_md2_18"}
 MONITOR_SEEDS = max([c.seeds for c in CLAIMS["claims"] if c.id == "C2"] or [3])

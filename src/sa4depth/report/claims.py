@@ -107,7 +107,8 @@ def _check_keys(d: Any, where: str, allowed: set[str], required: Sequence[str]) 
 
 
 def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = None) -> dict[str, Any]:
-    """``{"scale", "budget": BudgetRule, "claims": [Claim]}`` from a claims file; every key is checked."""
+    """``{"scale", "headline_scale", "budget": BudgetRule, "claims": [Claim]}`` from a claims file; every
+    key is checked (``headline_scale``: the scale of ``make reproduce``'s headline claim, default ``scale``)."""
     import yaml
 
     path = Path(path)
@@ -117,9 +118,9 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
         raise _err(str(path), f"cannot read the claims file: {e}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list):
         raise _err(str(path), "expected a mapping with a 'claims' list")
-    unknown = set(raw) - {"scale", "budget", "claims"}
+    unknown = set(raw) - {"scale", "headline_scale", "budget", "claims"}
     if unknown:
-        raise _err(str(path), f"unknown top-level key(s) {sorted(unknown)} (scale, budget, claims)")
+        raise _err(str(path), f"unknown top-level key(s) {sorted(unknown)} (scale, headline_scale, budget, claims)")
     budget = _budget_rule(raw.get("budget"), str(path))
     exps = set(experiments) if experiments is not None else None
     claims, seen = [], set()
@@ -162,8 +163,9 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
         claims.append(Claim(cid, str(c["table"]), str(c["statement"]).strip(), seeds, comps,
                             [str(s) for s in subs], str(c.get("note", "")).strip(),
                             str(c.get("summary", "")).strip()))
-    scale = raw.get("scale", "study")
-    return {"scale": str(scale), "budget": budget, "claims": claims}
+    scale = str(raw.get("scale", "study"))
+    return {"scale": scale, "headline_scale": str(raw.get("headline_scale", scale)), "budget": budget,
+            "claims": claims}
 
 
 # ----------------------------------------------------------------------------- statistics
