@@ -454,6 +454,13 @@ def test_learning_state_classifies_constructed_curves():
     assert r["state"] == "still falling" and r["to_step"] == 200 and r["ratio"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="fewer than 2 monitored steps"):
         learning_state([bend], BudgetRule(), upto=0)
+    from sa4depth.report.claims import _budget_summary
+
+    # mean of the three: last slope (-1e-5 - 2 * 5e-4) / 3 per step, x 200 = -0.067
+    text = _budget_summary({"x": learning_state([flat, line, line], BudgetRule()),
+                            "y": learning_state([bend], BudgetRule())})
+    assert text == ("still falling: x (last slope 100.0 % of its steepest; another window at it: -0.067; seed 0 did "
+                    "not learn); past the knee: y")
 
 
 def test_ledger_reports_each_compared_rows_learning_state(tmp_path):

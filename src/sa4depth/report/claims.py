@@ -307,17 +307,15 @@ def _budget_summary(rows: Mapping[str, Mapping[str, Any]]) -> str:
 
     by_state: dict[str, list[str]] = {}
     for name, r in rows.items():
+        notes = []
         if r["state"] == STILL_FALLING:
-            by_state.setdefault(r["state"], []).append(
-                f"{name} (last slope {pct(r)} of its steepest; another window at it: {r['next_window_change']:+.3f})")
+            notes.append(f"last slope {pct(r)} of its steepest; another window at it: {r['next_window_change']:+.3f}")
         elif r["state"] == UNKNOWN_STATE:
-            by_state.setdefault(r["state"], []).append(f"{name} ({r['reason']})")
-        else:
-            extra = ""
-            if r["state"] == PAST_KNEE and r["not_learned_seeds"]:
-                extra = f" (seed{'s' if len(r['not_learned_seeds']) > 1 else ''} " \
-                        f"{', '.join(map(str, r['not_learned_seeds']))} did not learn)"
-            by_state.setdefault(r["state"], []).append(name + extra)
+            notes.append(r["reason"])
+        stuck = r.get("not_learned_seeds") or []
+        if stuck and r["state"] != NOT_LEARNED:
+            notes.append(f"seed{'s' if len(stuck) > 1 else ''} {', '.join(map(str, stuck))} did not learn")
+        by_state.setdefault(r["state"], []).append(name + (f" ({'; '.join(notes)})" if notes else ""))
     if set(by_state) == {PAST_KNEE}:
         return "every compared row is past its knee: " + ", ".join(by_state[PAST_KNEE])
     return "; ".join(f"{st}: {', '.join(by_state[st])}" for st in (STILL_FALLING, NOT_LEARNED, UNKNOWN_STATE, PAST_KNEE)
