@@ -258,17 +258,17 @@ def test_dry_run_reproduce_is_the_paper_plus_the_headline_claim_at_its_seeds(san
         assert r.returncode != 0 and ("C9" in out or "seeds" in out), out[-2000:]
 
 
-def _make_reproduce_args() -> list[str]:
-    """The Snakemake arguments after the target in the command `make reproduce` runs (make -n)."""
+def _make_args(target: str = "reproduce") -> list[str]:
+    """The Snakemake arguments after the target in the command `make TARGET` runs (make -n)."""
     import shlex
 
-    r = subprocess.run(["make", "-n", "reproduce", "VENV=.venv-never-made-by-this-test"], cwd=REPO,
+    r = subprocess.run(["make", "-n", target, "VENV=.venv-never-made-by-this-test"], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     cmd = r.stdout.replace("\\\n", " ")
     line = next(ln for ln in cmd.splitlines() if "snakemake" in ln)
     tokens = shlex.split(line)
-    return tokens[tokens.index("reproduce") + 1:]
+    return tokens[tokens.index(target) + 1:]
 
 
 @needs_snakemake
@@ -276,18 +276,39 @@ def _make_reproduce_args() -> list[str]:
 def test_make_reproduce_starts_the_headline_runs_first(sandbox):
     """`make reproduce` gives the headline claim's (long) study trainings the highest priority, so
     the short smoke jobs fill the cores around them instead of one study run finishing alone."""
-    args = _make_reproduce_args()
+    args = _make_args("reproduce")
     assert "--prioritize" in args, args
     r = _snake(sandbox, "-n", "reproduce", *args, "--config", "scale=tiny", "claims_scale=tiny", "headline_scale=tiny", "headline_seeds=3")
     assert r.returncode == 0, r.stderr[-3000:]
-    jobs = {}
-    for block in re.split(r"^\[[^\]\n]*\d{4}\]$", r.stdout, flags=re.M):  # one block per job, after its timestamp
-        m = re.search(r"output: (\S+)", block)
-        if m:
-            jobs[m.group(1).rstrip(",")] = "priority: highest" in block
+    jobs = _priorities(r.stdout)
     assert jobs["runs/synthetic/tiny/sa4depth_md2_18/seed2/done.json"] is True
     assert jobs["runs/synthetic/tiny/md2_18/seed1/done.json"] is True
     assert jobs["runs/synthetic/tiny/md2_50/seed0/done.json"] is False  # a paper-only run
+
+
+def _priorities(stdout: str) -> dict[str, bool]:
+    """{first output of each planned job: whether Snakemake gave it the highest priority}."""
+    jobs = {}
+    for block in re.split(r"^\[[^\]\n]*\d{4}\]$", stdout, flags=re.M):  # one block per job, after its timestamp
+        m = re.search(r"output: (\S+)", block)
+        if m:
+            jobs[m.group(1).rstrip(",")] = "priority: highest" in block
+    return jobs
+
+
+@needs_snakemake
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_claims_starts_the_headline_claims_runs_first(sandbox):
+    """`make claims` trains C2's runs (all its seeds) first: the headline answer comes hours before
+    the whole ledger."""
+    args = _make_args("claims")
+    assert "--prioritize" in args, args
+    r = _snake(sandbox, "-n", "claims", *args, "--config", "claims_scale=tiny", "headline_scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _priorities(r.stdout)
+    assert jobs["runs/synthetic/tiny/sa4depth_md2_18/seed4/done.json"] is True
+    assert jobs["runs/synthetic/tiny/md2_18/seed4/done.json"] is True
+    assert jobs["runs/synthetic/tiny/t1_self_supervised/seed0/done.json"] is False  # C1 only
 
 
 @needs_snakemake
