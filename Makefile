@@ -35,11 +35,11 @@ reproduce: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) reproduce \
 	    --prioritize headline_ledger $(SNAKEMAKE_ARGS)
 
-# --prioritize: the headline claim's runs first, so that its answer (claim_C2 rewrites the ledger with
-# what exists, the rest listed as pending) comes hours before the whole ledger
+# --prioritize: the headline claim's runs first, so that `sa4depth claims --allow-missing` answers it
+# (the rest listed as pending) hours before the whole ledger is trained
 claims: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --profile workflow/profiles/local --cores $(CORES) claims \
-	    --prioritize claim_C2 $(SNAKEMAKE_ARGS)
+	    --prioritize claims_headline_runs $(SNAKEMAKE_ARGS)
 
 # the directories of one (data, scale) that exist; data/real is the user's own (dvc add it directly)
 track:

@@ -63,7 +63,7 @@ rule paper:
 
 
 # `make reproduce`: the paper DAG at the configured scale and the headline claim (config headline_claim, headline_seeds)
-# answered at the claims scale with its seeds and interval.
+# answered at the headline scale (params/claims.yaml `headline_scale`, study) with its seeds and interval.
 # It also asks for the ledger's inputs: the ledger is committed, and Snakemake does not rebuild a
 # present output for a missing input (the same reason as the table targets, tables.smk).
 rule reproduce:

@@ -450,17 +450,45 @@ def test_learning_state_classifies_constructed_curves():
     assert r["state"] == "did not learn" and r["not_learned_seeds"] == [0, 1]
     r = learning_state([flat, bend, bend], BudgetRule())           # one seed stuck at the untrained level
     assert r["state"] == "past the knee" and r["not_learned_seeds"] == [0]
-    r = learning_state([bend], BudgetRule(), upto=200)             # the curve as it was at step 200
-    assert r["state"] == "still falling" and r["to_step"] == 200 and r["ratio"] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="fewer than 2 monitored steps"):
+    r = learning_state([bend], BudgetRule(), upto=400)             # the curve as it was at step 400
+    assert r["state"] == "still falling" and r["to_step"] == 400 and r["ratio"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="too short to tell a knee"):   # one window has no knee
+        learning_state([bend], BudgetRule(), upto=200)
+    with pytest.raises(ValueError, match="share fewer than 2 steps"):
         learning_state([bend], BudgetRule(), upto=0)
+    # windows end at the last step: to step 625, [425, 625] and [225, 425], the partial [0, 25] left out
+    longer = _piecewise([-1e-3, -5e-4, -1e-4, -1e-4])
+    r = learning_state([longer], BudgetRule(), upto=625)
+    assert [(w["from"], w["to"]) for w in r["windows"]] == [(25, 225), (225, 425), (425, 625)]
+    # a resumed run's step logged twice, the later row empty: the earlier finite value counts
+    dup = {k: np.concatenate([v, v[-1:]]) for k, v in bend.items()}
+    dup["abs_rel"][-1] = np.nan
+    assert learning_state([dup], BudgetRule())["last"] == pytest.approx(learning_state([bend], BudgetRule())["last"])
+    # a seed that stopped early: compared on the shared steps, and said so
+    short = {k: v[:-4] for k, v in bend.items()}
+    r = learning_state([bend, short], BudgetRule())
+    assert (r["to_step"], r["longest_step"]) == (500, 600)
+    rise = _piecewise([-1e-3, -5e-4, 2e-5])
+    assert learning_state([rise], BudgetRule())["rising"] and learning_state([rise], BudgetRule())["state"] == "past the knee"
+    with pytest.raises(ValueError, match="runs/x/log.csv: no monitor column 'abs_rel'"):
+        learning_state([{"step": bend["step"]}], BudgetRule(), names=["runs/x/log.csv"])
     from sa4depth.report.claims import _budget_summary
 
-    # mean of the three: last slope (-1e-5 - 2 * 5e-4) / 3 per step, x 200 = -0.067
+    # x, mean of the three: last slope (-1e-5 - 2 * 5e-4) / 3 per step, x 200 = -0.067; y, to step 500:
+    # windows [100, 300] and [300, 500], each half of two slopes: -7.5e-4 and -3e-4 (ratio 0.4)
     text = _budget_summary({"x": learning_state([flat, line, line], BudgetRule()),
-                            "y": learning_state([bend], BudgetRule())})
-    assert text == ("still falling: x (last slope 100.0 % of its steepest; another window at it: -0.067; seed 0 did "
-                    "not learn); past the knee: y")
+                            "y": learning_state([bend, short], BudgetRule()),
+                            "z": learning_state([rise], BudgetRule()),
+                            "w": learning_state([flat], BudgetRule()),
+                            "v": {"state": "unknown", "reason": "no log"}})
+    assert text == ("still falling: x (last slope 100.00 % of its steepest; another window at it: -0.067; seed 0 "
+                    "did not learn), y (last slope 40.00 % of its steepest; another window at it: -0.060; read to "
+                    "step 500, the last with a value in every seed (longest: 600)); did not learn: w; unknown: v "
+                    "(no log); past the knee: z (rising in its last window)")
+    from sa4depth.report.claims import _budget_cell
+
+    rows = {"a": {"state": "past the knee"}, "b": {"state": "did not learn"}, "c": {"state": "unknown"}}
+    assert _budget_cell({"rows": rows}) == "1 of 3 (1 did not learn, 1 unknown)"
 
 
 def test_ledger_reports_each_compared_rows_learning_state(tmp_path):
@@ -469,7 +497,7 @@ def test_ledger_reports_each_compared_rows_learning_state(tmp_path):
     f = _write(tmp_path / "claims.yaml", _CLAIMS_T1 + """budget: {column: abs_rel, window: 200, knee_ratio: 0.2, untrained_ratio: 0.9}
 """)
     spec = load_claims(f)
-    assert spec["budget"] == BudgetRule()
+    assert spec["budget"] == BudgetRule() and spec["headline_scale"] == spec["scale"] == "tiny"  # its default
     metrics, runs = tmp_path / "metrics", tmp_path / "runs"
     curves = {"ea": _piecewise([-1e-3, -5e-4, -1e-4]), "eb": _piecewise([-5e-4, -4e-4, -3e-4])}
     for exp in ("ea", "eb"):
@@ -490,7 +518,7 @@ def test_ledger_reports_each_compared_rows_learning_state(tmp_path):
     b = led["claims"][0]["budget"]
     assert b["rows"]["ea"]["state"] == "past the knee" and b["rows"]["eb"]["state"] == "still falling"
     assert b["rows"]["eb"]["ratio"] == pytest.approx(0.6) and led["budget_rule"]["knee_ratio"] == 0.2
-    assert b["summary"].startswith("still falling: eb (last slope 60.0 % of its steepest; another window at it: -0.060)")
+    assert b["summary"].startswith("still falling: eb (last slope 60.00 % of its steepest; another window at it: -0.060)")
     out = tmp_path / "ledger"
     write_ledger(led, out)
     md = (out / "claims.md").read_text()
@@ -498,6 +526,19 @@ def test_ledger_reports_each_compared_rows_learning_state(tmp_path):
     assert "Learning curves: still falling: eb" in md
     copied = json.loads((out / "claims.json").read_text())["claims"][0]["budget"]["rows"]["eb"]["log_files"]
     assert len(copied) == 3 and (out / copied[2]).read_text() == (runs / "synthetic/tiny/eb/seed2/log.csv").read_text()
+
+
+def test_claims_file_scales_must_name_a_preset(tmp_path):
+    (tmp_path / "scale").mkdir()
+    (tmp_path / "scale" / "tiny.yaml").write_text("{}\n")
+    body = _CLAIMS_T1.replace("scale: tiny\n", "")
+    assert load_claims(_write(tmp_path / "ok.yaml", "scale: tiny\n" + body))["headline_scale"] == "tiny"
+    for head, match in (("scale: null\n", "scale=None: the name of a scale preset"),
+                        ("scale: tiny\nheadline_scale: huge\n", "headline_scale='huge': no .*huge.yaml \\(known: tiny\\)")):
+        f = _write(tmp_path / "claims.yaml", head + body)
+        with pytest.raises(ValueError, match=match) as e:
+            load_claims(f)
+        assert str(f) in str(e.value)
 
 
 @pytest.mark.parametrize("budget,match", [

@@ -215,21 +215,21 @@ def test_dry_run_claims_trains_each_claims_seeds_once_and_keys_its_output(sandbo
         for m in c.comparisons:
             for e in (m.a, m.b):
                 need[e] = max(need.get(e, 0), c.seeds)
-    r = _snake(sandbox, "-n", "claims", "--config", "claims_scale=tiny", "headline_scale=tiny")
+    r = _snake(sandbox, "-n", "claims", "--config", "claims_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
     assert jobs["train"] == sum(need.values())  # runs shared by claims train once per seed
     assert jobs["claims_ledger"] == 1 and jobs["fig_monitor"] == 1
     assert "results/claims/synthetic-tiny/claims.json" in r.stdout  # never the committed ledger
     assert "runs/synthetic/tiny/md2_18/seed4/done.json" in r.stdout
-    r = _snake(sandbox, "-n", "claim_C2", "--config", "claims_scale=tiny", "headline_scale=tiny")
+    r = _snake(sandbox, "-n", "claim_C2", "--config", "claims_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     assert _jobs(r.stdout)["train"] == 10
 
 
 @needs_snakemake
 def test_dry_run_reproduce_is_the_paper_plus_the_headline_claim_at_its_seeds(sandbox):
-    """`make reproduce` = the paper DAG at `scale` and the headline claim's runs at `claims_scale`
+    """`make reproduce` = the paper DAG at `scale` and the headline claim's runs at `headline_scale`
     with config headline_seeds seeds, its ledger keyed beside (never over) the full ledger."""
     r = _snake(sandbox, "-n", "paper", "--config", "scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -248,7 +248,7 @@ def test_dry_run_reproduce_is_the_paper_plus_the_headline_claim_at_its_seeds(san
     r = _snake(sandbox, "-n", "-p", "reproduce", "--config", "scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "runs/synthetic/study/sa4depth_md2_18/seed2/done.json" in r.stdout and "synthetic/long/" not in r.stdout
-    assert " results/claims/headline/claims.json" in r.stdout or "output: results/claims/headline/claims.json" in r.stdout
+    assert " results/claims/headline/claims.json" in r.stdout
     r = _snake(sandbox, "-n", "claims")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "runs/synthetic/long/md2_18/seed4/done.json" in r.stdout and "synthetic/study/" not in r.stdout
@@ -300,11 +300,12 @@ def _priorities(stdout: str) -> dict[str, bool]:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_make_claims_starts_the_headline_claims_runs_first(sandbox):
     """`make claims` trains C2's runs (all its seeds) first: the headline answer comes hours before
-    the whole ledger."""
+    the whole ledger; the prioritised target is input-only (no job writes the ledger early)."""
     args = _make_args("claims")
     assert "--prioritize" in args, args
-    r = _snake(sandbox, "-n", "claims", *args, "--config", "claims_scale=tiny", "headline_scale=tiny")
+    r = _snake(sandbox, "-n", "claims", *args, "--config", "claims_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "claim_C2" not in _jobs(r.stdout) and _jobs(r.stdout)["claims_ledger"] == 1
     jobs = _priorities(r.stdout)
     assert jobs["runs/synthetic/tiny/sa4depth_md2_18/seed4/done.json"] is True
     assert jobs["runs/synthetic/tiny/md2_18/seed4/done.json"] is True
@@ -342,7 +343,7 @@ def test_claims_targets_run_their_runs_when_the_committed_ledgers_are_present(tm
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
     assert jobs.get("headline_ledger") == 1 and "runs/synthetic/tiny/sa4depth_md2_18/seed2/done.json" in r.stdout
-    r = _snake(tmp_path, "-n", "claims", "--config", "claims_scale=tiny", "headline_scale=tiny")
+    r = _snake(tmp_path, "-n", "claims", "--config", "claims_scale=tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = _jobs(r.stdout)
     assert jobs.get("claims_ledger") == 1 and jobs.get("fig_monitor") == 1 and jobs.get("train", 0) > 0

@@ -81,6 +81,16 @@ rule claims:
     localrule: True
 
 
+# The full ledger's runs and evaluations of the headline claim (config headline_claim, every seed of
+# the claim, at the claims scale): `make claims` gives them the highest priority (--prioritize), so
+# that `sa4depth claims --allow-missing` answers the headline hours before the rest is trained. An
+# input-only rule: as a target it writes nothing.
+rule claims_headline_runs:
+    input:
+        claim_files([HEADLINE["claim"]]),
+    localrule: True
+
+
 # `snakemake claim_C2`: one claim's runs and evaluations, then the ledger of everything present.
 for _c in CLAIMS["claims"]:
 

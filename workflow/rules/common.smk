@@ -172,9 +172,17 @@ def bench_size_args(wc):
 
 # ----------------------------------------------------------------------------- the claims ledger (claims.smk)
 CLAIMS = CL.load_claims("params/claims.yaml")
+
+
+def ledger_out(scale, default_scale, sub=""):
+    """Where a ledger at `scale` goes: results/claims/<sub> for the committed setting (synthetic data at
+    the claims file's scale), results/claims/<data>-<scale>/<sub> otherwise, never over it."""
+    root = "results/claims" if (DATA, scale) == ("synthetic", default_scale) else f"results/claims/{DATA}-{scale}"
+    return f"{root}/{sub}" if sub else root
+
+
 CLAIMS_SCALE = config.get("claims_scale") or CLAIMS["scale"]
-CLAIMS_OUT = ("results/claims" if (DATA, CLAIMS_SCALE) == ("synthetic", CLAIMS["scale"])
-              else f"results/claims/{DATA}-{CLAIMS_SCALE}")
+CLAIMS_OUT = ledger_out(CLAIMS_SCALE, CLAIMS["scale"])
 # `snakemake reproduce`: the headline claim with config headline_seeds seeds, beside the ledger
 HEADLINE = {"claim": str(config["headline_claim"]), "seeds": int(config["headline_seeds"])}
 HEADLINE_CLAIMS = CL.with_seeds([c for c in CLAIMS["claims"] if c.id == HEADLINE["claim"]], HEADLINE["seeds"])
@@ -182,8 +190,7 @@ if not HEADLINE_CLAIMS:
     raise ValueError(f"workflow config: headline_claim={HEADLINE['claim']!r} is not a claim of params/claims.yaml "
                      f"(known: {', '.join(c.id for c in CLAIMS['claims'])})")
 HEADLINE_SCALE = config.get("headline_scale") or CLAIMS["headline_scale"]
-HEADLINE_OUT = ("results/claims/headline" if (DATA, HEADLINE_SCALE) == ("synthetic", CLAIMS["headline_scale"])
-                else f"results/claims/{DATA}-{HEADLINE_SCALE}/headline")
+HEADLINE_OUT = ledger_out(HEADLINE_SCALE, CLAIMS["headline_scale"], "headline")
 # the monitor figure: Md2-18 vs Md2-18 + SA4Depth, every seed of the headline claim
 MONITOR_RUNS = {"Md2-18": "md2_18", "Md2-18 + SA4Depth": "sa4depth_md2_18"}
 MONITOR_SEEDS = max([c.seeds for c in CLAIMS["claims"] if c.id == "C2"] or [3])

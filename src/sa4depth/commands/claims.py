@@ -10,7 +10,7 @@ Examples:
   sa4depth claims                               # all claims, every result file must exist
   sa4depth claims --allow-missing               # claims not run yet are listed as pending
   sa4depth claims --only C2 --out-dir /tmp/c2
-  sa4depth claims --only C2 --seeds 3 --out-dir results/claims/headline   # make reproduce's ledger
+  sa4depth claims --scale study --only C2 --seeds 3 --out-dir results/claims/headline   # make reproduce's
 """
 from __future__ import annotations
 

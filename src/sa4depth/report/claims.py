@@ -68,7 +68,8 @@ class BudgetRule:
     over seeds): the least-squares slope in consecutive ``window``-step windows. A row is *past the
     knee* when its last window's slope is at most ``knee_ratio`` times its steepest window's; a seed
     *did not learn* when its last value is at least ``untrained_ratio`` times its first (still at
-    the untrained level), and a row did not learn when none of its seeds did."""
+    the untrained level), and a row did not learn when every one of its seeds did not, or when its
+    mean curve falls in no window."""
     column: str = "abs_rel"
     window: int = 200
     knee_ratio: float = 0.2
@@ -163,9 +164,16 @@ def load_claims(path: str | os.PathLike, experiments: Iterable[str] | None = Non
         claims.append(Claim(cid, str(c["table"]), str(c["statement"]).strip(), seeds, comps,
                             [str(s) for s in subs], str(c.get("note", "")).strip(),
                             str(c.get("summary", "")).strip()))
-    scale = str(raw.get("scale", "study"))
-    return {"scale": scale, "headline_scale": str(raw.get("headline_scale", scale)), "budget": budget,
-            "claims": claims}
+    scale = raw.get("scale", "study")
+    headline = raw.get("headline_scale", scale)
+    presets = path.parent / "scale"  # params/scale/ beside params/claims.yaml
+    for key, v in (("scale", scale), ("headline_scale", headline)):
+        if not isinstance(v, str) or not v:
+            raise _err(str(path), f"{key}={v!r}: the name of a scale preset (e.g. study, long)")
+        if presets.is_dir() and not (presets / f"{v}.yaml").is_file():
+            known = ", ".join(sorted(f.stem for f in presets.glob("*.yaml")))
+            raise _err(str(path), f"{key}={v!r}: no {presets / (v + '.yaml')} (known: {known})")
+    return {"scale": scale, "headline_scale": headline, "budget": budget, "claims": claims}
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -262,48 +270,71 @@ PAST_KNEE, STILL_FALLING, NOT_LEARNED, UNKNOWN_STATE = "past the knee", "still f
 
 
 def learning_state(logs: Sequence[Mapping[str, Any]], rule: BudgetRule = BudgetRule(),
-                   upto: int | None = None) -> dict[str, Any]:
+                   upto: int | None = None, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Where one row's runs stand on their learning curves, by ``rule``: ``logs`` are the seeds'
-    monitor logs (:func:`sa4depth.report.figures.read_monitor_log`), read up to step ``upto``.
+    monitor logs (:func:`sa4depth.report.figures.read_monitor_log`; ``names``, e.g. their files, name
+    them in errors), read up to step ``upto`` on the steps every seed logged (a step logged twice,
+    as by a resumed run, counts with its last finite value).
 
-    Returns the mean curve's first and last values, its window slopes (per step), the last window's
-    slope as a fraction of the steepest (``ratio``), the change another window at the last slope
-    would bring (``next_window_change``), the seeds that did not learn, and ``state``: past the
-    knee | still falling | did not learn."""
+    The mean curve over seeds is cut into ``rule.window``-step windows ending at its last step (a
+    partial window at the start is left out) and fitted by least squares in each. Returns its first
+    and last values, the windows' slopes (per step), the last window's slope as a fraction of the
+    steepest (``ratio``), the change another window at the last slope would bring
+    (``next_window_change``), ``rising`` (the last slope is positive), the seeds that did not learn,
+    ``longest_step`` (the last step any seed logged: above ``to_step`` when a seed stopped early or
+    ends without a value), and ``state``: past the knee | still falling | did not learn. A curve of
+    fewer than two windows cannot show a knee: ValueError."""
     import numpy as np
-
-    from sa4depth.report.figures import curve_summary
 
     if not logs:
         raise ValueError("learning_state: no runs")
-    cut = []
-    for lg in logs:
-        keep = np.asarray(lg["step"]) <= (math.inf if upto is None else upto)
-        cut.append({k: np.asarray(v)[keep] for k, v in lg.items()})
-    summ = curve_summary({"row": cut}, key=rule.column, window=rule.window)["row"]
-    per_seed = np.asarray(summ["per_seed"], dtype=float)
-    if per_seed.shape[1] < 2:
-        raise ValueError(f"learning_state: the runs share fewer than 2 monitored steps up to step {upto}")
+    names = list(names) if names is not None else [f"seed {i}" for i in range(len(logs))]
+    limit = math.inf if upto is None else upto
+    curves = []
+    for lg, name in zip(logs, names):
+        if rule.column not in lg:
+            raise ValueError(f"{name}: no monitor column {rule.column!r}")
+        st, v = np.asarray(lg["step"], dtype=float), np.asarray(lg[rule.column], dtype=float)
+        ok = np.isfinite(st) & np.isfinite(v) & (st <= limit)
+        curve = {int(a): float(b) for a, b in zip(st[ok], v[ok])}  # later rows of a step win
+        if not curve:
+            raise ValueError(f"{name}: no value of {rule.column!r}" + (f" up to step {upto}" if upto is not None else ""))
+        curves.append(curve)
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    if len(common) < 2:
+        raise ValueError(f"{names[0]} and the other seeds share fewer than 2 steps with a value of {rule.column!r}")
+    steps = np.array(common, dtype=float)
+    per_seed = np.array([[c[s] for s in common] for c in curves])
+    mean = per_seed.mean(axis=0)
+    windows = []
+    hi = common[-1]
+    while hi - rule.window >= common[0]:
+        sel = (steps >= hi - rule.window) & (steps <= hi)
+        if sel.sum() >= 2:
+            windows.insert(0, {"from": hi - rule.window, "to": hi,
+                               "slope_per_step": float(np.polyfit(steps[sel], mean[sel], 1)[0])})
+        hi -= rule.window
+    if len(windows) < 2:
+        raise ValueError(f"the curve (steps {common[0]}-{common[-1]}) spans fewer than 2 windows of {rule.window} "
+                         f"steps: too short to tell a knee")
     not_learned = [i for i, row in enumerate(per_seed) if row[-1] >= rule.untrained_ratio * row[0]]
-    slopes = [w["slope_per_step"] for w in summ["slopes"]]
-    if not slopes:
-        raise ValueError(f"learning_state: no {rule.window}-step window holds 2 monitored steps of the runs")
+    slopes = [w["slope_per_step"] for w in windows]
     steepest, last = min(slopes), slopes[-1]
     ratio = last / steepest if steepest < 0 else None
     if len(not_learned) == len(per_seed) or steepest >= 0:
         state = NOT_LEARNED
     else:
         state = PAST_KNEE if ratio <= rule.knee_ratio else STILL_FALLING
-    return {"state": state, "seeds": len(per_seed), "to_step": summ["steps"][-1],
-            "first": summ["mean"][0], "last": summ["mean"][-1], "windows": summ["slopes"],
-            "steepest_slope": steepest, "last_slope": last, "ratio": ratio,
-            "next_window_change": last * rule.window, "not_learned_seeds": not_learned}
+    return {"state": state, "seeds": len(per_seed), "to_step": common[-1],
+            "longest_step": max(max(c) for c in curves), "first": float(mean[0]), "last": float(mean[-1]),
+            "windows": windows, "steepest_slope": steepest, "last_slope": last, "ratio": ratio,
+            "rising": last > 0, "next_window_change": last * rule.window, "not_learned_seeds": not_learned}
 
 
 def _budget_summary(rows: Mapping[str, Mapping[str, Any]]) -> str:
     """One line: is every compared row past its knee, and which are not (with how far they are)."""
     def pct(r):
-        return f"{100 * r['ratio']:.1f} %" if r.get("ratio") is not None else "n/a"
+        return f"{100 * r['ratio']:.2f} %" if r.get("ratio") is not None else "n/a"
 
     by_state: dict[str, list[str]] = {}
     for name, r in rows.items():
@@ -315,6 +346,11 @@ def _budget_summary(rows: Mapping[str, Mapping[str, Any]]) -> str:
         stuck = r.get("not_learned_seeds") or []
         if stuck and r["state"] != NOT_LEARNED:
             notes.append(f"seed{'s' if len(stuck) > 1 else ''} {', '.join(map(str, stuck))} did not learn")
+        if r.get("rising") and r["state"] != NOT_LEARNED:
+            notes.append("rising in its last window")
+        if r.get("longest_step", 0) > r.get("to_step", math.inf):
+            notes.append(f"read to step {r['to_step']}, the last with a value in every seed (longest: "
+                         f"{r['longest_step']})")
         by_state.setdefault(r["state"], []).append(name + (f" ({'; '.join(notes)})" if notes else ""))
     if set(by_state) == {PAST_KNEE}:
         return "every compared row is past its knee: " + ", ".join(by_state[PAST_KNEE])
@@ -337,9 +373,9 @@ def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: 
                 continue
             files = [run_dir(data, scale, exp, s, runs_root) / "log.csv" for s in range(c.seeds)]
             try:
-                rec = learning_state([read_monitor_log(f) for f in files], rule, upto)
-            except (OSError, ValueError, KeyError) as e:
-                rec = {"state": UNKNOWN_STATE, "reason": str(e)}
+                rec = learning_state([read_monitor_log(f) for f in files], rule, upto, names=[str(f) for f in files])
+            except (OSError, ValueError) as e:
+                rec = {"state": UNKNOWN_STATE, "reason": f"{e} ({exp}, seeds 0-{c.seeds - 1})"}
             rows[name] = {**rec, "log_files": [str(f) for f in files if f.is_file()]}
     return {"rows": rows, "past_knee": all(r["state"] == PAST_KNEE for r in rows.values()),
             "summary": _budget_summary(rows)}
@@ -357,7 +393,9 @@ def _source_file(data: str, scale: str, exp: str, seed: int, eid: str, runs_root
 
 def claim_inputs(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
                  metrics_root: str | Path = "results/metrics") -> list[str]:
-    """Every file the ledger reads (metric JSONs and, for ``train`` comparisons, done.json)."""
+    """Every result file the ledger's comparisons read (metric JSONs and, for ``train`` and ``log``
+    comparisons, done.json): the files a ledger needs. The learning-curve column also reads each
+    compared run's log.csv where it exists (written with done.json), and says ``unknown`` where not."""
     out: set[str] = set()
     for c in claims:
         for m in c.comparisons:
@@ -464,7 +502,8 @@ def _pairing(comps: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> s
 def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
                  metrics_root: str | Path = "results/metrics", allow_missing: bool = False,
                  budget: BudgetRule | None = None) -> dict[str, Any]:
-    """The ledger as a dict (what ``claims.json`` holds), computed from the result files only.
+    """The ledger as a dict (what ``claims.json`` holds), computed from the result files only (and,
+    for the learning-curve column, the runs' log.csv under ``runs_root``).
 
     ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
     missing files) instead of stopping the ledger; without it, a missing file is an error.
@@ -590,7 +629,9 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
                   f"`log.csv`), mean over the claim's seeds, with its least-squares slope in {rule['window']}-step "
                   f"windows. A row is *past the knee* when its last window's slope is at most "
                   f"{rule['knee_ratio']:g} of its steepest window's; a seed *did not learn* when its last value is "
-                  f"at least {rule['untrained_ratio']:g} of its first, and a row did not learn when no seed did. "
+                  f"at least {rule['untrained_ratio']:g} of its first, and a row did not learn when every seed did not "
+                  f"(or its mean curve falls in no window). Windows end at the last step; a curve shorter than two "
+                  f"windows is *unknown*. "
                   f"A verdict on rows still falling says what the budget shows, not where the rows end.", ""]
     lines += ["| claim | table | what it says | verdict | data | scale | seeds | rows past the knee |",
               "|---|---|---|---|---|---|---|---|"]
@@ -642,7 +683,15 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
     # temporary names, so that neither renames the other's file away
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    copied: dict[str, str] = {}
+    copied: dict[str, Path] = {}
+
+    def copy_once(src: Path, dst: Path) -> Path:
+        """Copy ``src`` to ``dst`` unless it was copied already; where its copy is."""
+        if str(src) not in copied:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            copy_atomic(src, dst, unique=True)
+            copied[str(src)] = dst
+        return copied[str(src)]
     for c in ledger["claims"]:
         for m in c["comparisons"]:
             for side in ("a", "b"):
@@ -652,29 +701,19 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                     src = Path(f)
                     dst_dir = out / "runs" / c["data"] / c["scale"] / exp / f"seed{s}"
                     name = "done.json" if m["eval"] == TRAIN_EVAL else src.name
-                    dst = dst_dir / name
-                    if str(src) not in copied:
-                        dst_dir.mkdir(parents=True, exist_ok=True)
-                        copy_atomic(src, dst, unique=True)
-                        copied[str(src)] = str(dst)
-                        if m["eval"] in (TRAIN_EVAL, TRAIN_LOG):  # the learning curve and the run's config
-                            for extra in ("log.csv", "config.yaml"):
-                                if extra != src.name and (src.parent / extra).is_file():
-                                    copy_atomic(src.parent / extra, dst_dir / extra, unique=True)
-                                    copied[str(src.parent / extra)] = str(dst_dir / extra)
+                    dst = copy_once(src, dst_dir / name)
+                    if m["eval"] in (TRAIN_EVAL, TRAIN_LOG):  # the learning curve and the run's config
+                        for extra in ("log.csv", "config.yaml"):
+                            if extra != src.name and (src.parent / extra).is_file():
+                                copy_once(src.parent / extra, dst_dir / extra)
                     rel_files.append(str(dst.relative_to(out)))
                 m[f"{side}_files"] = rel_files
         for name, row in (c.get("budget") or {}).get("rows", {}).items():
             rel_files = []
             for f in row.get("log_files", []):
-                src = Path(f)
-                seed_dir, exp_dir = src.parent.name, src.parent.parent.name
-                dst = out / "runs" / c["data"] / c["scale"] / exp_dir / seed_dir / "log.csv"
-                if str(src) not in copied:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    copy_atomic(src, dst, unique=True)
-                    copied[str(src)] = str(dst)
-                rel_files.append(str(dst.relative_to(out)))
+                src = Path(f)  # <runs>/<data>/<scale>/<exp>/seed<N>/log.csv
+                dst = out / "runs" / c["data"] / c["scale"] / src.parent.parent.name / src.parent.name / src.name
+                rel_files.append(str(copy_once(src, dst).relative_to(out)))
             row["log_files"] = rel_files
     if provenance:
         ledger = {"provenance": dict(provenance), **ledger}

@@ -489,7 +489,9 @@ def curve_summary(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], key:
         common = sorted(set.intersection(*(set(st[np.isfinite(v)].tolist()) for st, v in curves)))
         if not common:
             raise ValueError(f"{name}: its runs share no monitored step with a value of {key!r}")
-        per_seed = np.stack([np.array([v[np.flatnonzero(st == s)[-1]] for s in common]) for st, v in curves])
+        # the last finite value of a step (a resumed run may log a step twice)
+        per_seed = np.stack([np.array([v[np.flatnonzero((st == s) & np.isfinite(v))[-1]] for s in common])
+                             for st, v in curves])
         mean = per_seed.mean(axis=0)
         steps = np.array(common)
         slopes = []
