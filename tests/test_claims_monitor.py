@@ -642,3 +642,55 @@ def test_long_scale_is_the_study_scale_trained_longer():
         roots = {k: v for k, v in diff.items() if k.startswith("data.roots.") or k == "data.splits_dir"}
         assert all(a.replace("/long/", "/study/") == b for a, b in roots.values()), roots
         assert {k: v for k, v in diff.items() if k not in roots} == {"train.max_steps": (1200, 600)}, exp
+
+
+def _table_of(md: str) -> str:
+    """The verdict table of a claims.md: from its header line to the first line that is not a row."""
+    lines = md.splitlines()
+    i = lines.index(next(ln for ln in lines if ln.startswith("| claim | table | what it says")))
+    j = i
+    while j < len(lines) and lines[j].startswith("|"):
+        j += 1
+    return "\n".join(lines[i:j])
+
+
+def test_readme_verdict_table_is_the_committed_ledgers():
+    """The README's verdict table is the committed ledger's, row for row (written by `sa4depth claims
+    --readme`, never typed)."""
+    from sa4depth.report.claims import readme_table_block
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = readme_table_block(readme, "README.md")
+    assert readme[start:end].strip() == _table_of((ROOT / "results/claims/claims.md").read_text(encoding="utf-8"))
+
+
+def test_update_readme_rewrites_only_the_marked_block(tmp_path):
+    from sa4depth.report.claims import update_readme
+
+    led = {"claims": [{"id": "T1", "table": "table_x", "summary": "a beats b", "verdict": "reproduced",
+                       "data": "synthetic", "scale": "tiny", "seeds": 3,
+                       "budget": {"rows": {"ea": {"state": "past the knee"}}}}],
+           "pending": [{"id": "T2", "table": "table_x", "summary": "later", "missing": 6, "seeds": 3}]}
+    doc = _write(tmp_path / "README.md", "intro\n<!-- ledger-table: x -->\n| old |\n<!-- /ledger-table -->\noutro\n")
+    assert update_readme(doc, led) is True
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- ledger-table: x -->\n| claim | table |") and text.endswith(
+        "<!-- /ledger-table -->\noutro\n")
+    assert "| T1 | table_x | a beats b | **reproduced** | synthetic | tiny | 3 | 1 of 1 |" in text
+    assert "| T2 | table_x | later | not run yet (6 result files missing) | | | 3 | |" in text
+    assert update_readme(doc, led) is False                       # the same ledger: nothing to change
+    bad = _write(tmp_path / "other.md", "no markers here\n")
+    with pytest.raises(ValueError, match=f"{bad}: no '<!-- ledger-table"):
+        update_readme(bad, led)
+    # the CLI refuses before writing anything
+    spec = _write(tmp_path / "c.yaml", _CLAIMS_T1.replace("a: ea, b: eb", "a: sa4depth_md2_18, b: md2_18"))
+    r = subprocess.run([str(BIN), "claims", "--claims", str(spec), "--readme", str(bad), "--allow-missing",
+                        "--out-dir", str(tmp_path / "led"), "--runs", str(tmp_path / "runs"),
+                        "--metrics", str(tmp_path / "metrics")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "no '<!-- ledger-table" in r.stderr and not (tmp_path / "led").exists()
+    r = subprocess.run([str(BIN), "claims", "--claims", str(spec), "--readme", str(doc), "--allow-missing",
+                        "--out-dir", str(tmp_path / "led"), "--runs", str(tmp_path / "runs"),
+                        "--metrics", str(tmp_path / "metrics")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "| T1 | table_x |  | not run yet (6 result files missing) | | | 3 | |" in doc.read_text()
+    assert "verdict table rewritten" in r.stderr and (tmp_path / "led" / "claims.md").is_file()

@@ -10,6 +10,7 @@ Examples:
   sa4depth claims                               # all claims, every result file must exist
   sa4depth claims --allow-missing               # claims not run yet are listed as pending
   sa4depth claims --only C2 --out-dir /tmp/c2
+  sa4depth claims --readme README.md            # and the README's verdict table with it
   sa4depth claims --scale study --only C2 --seeds 3 --out-dir results/claims/headline   # make reproduce's
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out-dir", default="results/claims", help="output folder (default results/claims)")
     p.add_argument("--runs", default="runs", help="root of the run folders (default runs)")
     p.add_argument("--metrics", default="results/metrics", help="root of the metric JSONs (default results/metrics)")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="also rewrite the verdict table between the '<!-- ledger-table ... -->' and "
+                        "'<!-- /ledger-table -->' lines of FILE (e.g. README.md) with this ledger's")
 
 
 def run(args) -> int:
@@ -56,7 +60,19 @@ def run(args) -> int:
             "data": args.data, "scale": scale, "seeds_override": args.seeds,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
+    if args.readme:  # checked before anything is written
+        from sa4depth.report.claims import readme_table_block
+
+        try:
+            readme_table_block(open(args.readme, encoding="utf-8").read(), args.readme)
+        except OSError as e:
+            raise ValueError(f"--readme {args.readme}: cannot read ({e})") from None
     files = write_ledger(ledger, args.out_dir, provenance=prov)
+    if args.readme:
+        from sa4depth.report.claims import update_readme
+
+        changed = update_readme(args.readme, ledger)
+        print(f"{args.readme}: verdict table {'rewritten' if changed else 'unchanged'}", file=sys.stderr)
     for c in ledger["claims"]:
         print(f"{c['id']:5s} {c['verdict']:13s} {c['statement'][:90]}")
         print(f"      learning curves: {c['budget']['summary']}")

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
            "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
-           "learning_state", "VERDICTS"]
+           "learning_state", "verdict_table", "update_readme", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -598,6 +598,52 @@ def _fmt(x: float | None) -> str:
     return f"{x:+.4f}" if abs(x) >= 1e-3 or x == 0 else f"{x:+.2e}"
 
 
+def verdict_table(ledger: Mapping[str, Any]) -> list[str]:
+    """The lines of the verdict table at the top of claims.md (one row per claim, pending ones too)."""
+    lines = ["| claim | table | what it says | verdict | data | scale | seeds | rows past the knee |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in ledger["claims"]:
+        lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
+                     f"| {c['scale']} | {c['seeds']} | {_budget_cell(c.get('budget'))} |")
+    for p in ledger.get("pending", []):
+        lines.append(f"| {p['id']} | {p['table']} | {p.get('summary', '')} | not run yet ({p['missing']} result "
+                     f"files missing) | | | {p['seeds']} | |")
+    return lines
+
+
+#: the block of a document (the README) that ``sa4depth claims --readme`` rewrites with the verdict table
+README_BEGIN, README_END = "<!-- ledger-table", "<!-- /ledger-table -->"
+
+
+def readme_table_block(text: str, where: str) -> tuple[int, int]:
+    """The character span between the ledger-table markers of ``text`` (the lines inside them)."""
+    b = text.find(README_BEGIN)
+    e = text.find(README_END)
+    if b < 0 or e < 0 or e < b:
+        raise ValueError(f"{where}: no '{README_BEGIN} ... -->' line followed by a '{README_END}' line "
+                         f"around the verdict table")
+    start = text.index("\n", b) + 1
+    return start, e
+
+
+def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any]) -> bool:
+    """Rewrite the verdict table between the ledger-table markers of ``path`` (atomically); True if it
+    changed. Everything outside the markers is kept as it is."""
+    from sa4depth.files import write_text_atomic
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{p}: cannot read ({e})") from None
+    start, end = readme_table_block(text, str(p))
+    new = text[:start] + "\n".join(verdict_table(ledger)) + "\n" + text[end:]
+    if new == text:
+        return False
+    write_text_atomic(p, new, encoding="utf-8")
+    return True
+
+
 def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | None = None) -> str:
     lines = ["# Claims ledger", "",
              "Every number below is computed by `sa4depth claims` from the per-seed result files "
@@ -633,14 +679,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
                   f"(or its mean curve falls in no window). Windows end at the last step; a curve shorter than two "
                   f"windows is *unknown*. "
                   f"A verdict on rows still falling says what the budget shows, not where the rows end.", ""]
-    lines += ["| claim | table | what it says | verdict | data | scale | seeds | rows past the knee |",
-              "|---|---|---|---|---|---|---|---|"]
-    for c in ledger["claims"]:
-        lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
-                     f"| {c['scale']} | {c['seeds']} | {_budget_cell(c.get('budget'))} |")
-    for p in ledger.get("pending", []):
-        lines.append(f"| {p['id']} | {p['table']} | {p.get('summary', '')} | not run yet ({p['missing']} result "
-                     f"files missing) | | | {p['seeds']} | |")
+    lines += verdict_table(ledger)
     for c in ledger["claims"]:
         lines += ["", f"## {c['id']} ({c['table']}): {c['verdict']}", "", f"> {c['statement']}", ""]
         if c["substitutions"]:
