@@ -196,6 +196,7 @@ def test_ledger_names_the_commit_that_trained_each_run(tmp_path):
     m = t1["comparisons"][0]
     assert m["a_trained_at"] == ["abcdef0"] * 3
     assert m["b_trained_at"] == ["1234567-dirty", "unrecorded", "run not found"]
+    assert led["train_time"] == {"runs": 0, "train_hours": 0.0, "runs_without_time": 6}
     assert t1["trained_at"] == {"abcdef0": 3, "1234567-dirty": 1, "run not found": 1, "unrecorded": 1}
     assert t3["trained_at"] == {"abcdef0": 3}                  # a run read twice counts once
     assert led["trained_at"] == t1["trained_at"]
@@ -512,18 +513,22 @@ def test_ledger_reports_each_compared_rows_learning_state(tmp_path):
         for s in range(3):
             d = runs / "synthetic" / "tiny" / exp / f"seed{s}"
             d.mkdir(parents=True)
+            (d / "done.json").write_text(json.dumps({"wall_time_s": 600.0 * (s + 1)} if exp == "ea" else {}))
             rows = "".join(f"{int(st)},{v + 0.01 * s}\n" for st, v in zip(cv["step"], cv["abs_rel"]))
             (d / "log.csv").write_text("step,mon/abs_rel\n" + rows)
     led = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics, budget=spec["budget"])
     b = led["claims"][0]["budget"]
     assert b["rows"]["ea"]["state"] == "past the knee" and b["rows"]["eb"]["state"] == "still falling"
     assert b["rows"]["eb"]["ratio"] == pytest.approx(0.6) and led["budget_rule"]["knee_ratio"] == 0.2
+    # ea's three runs: 600 + 1200 + 1800 s; eb's done.json have no wall_time_s
+    assert led["train_time"] == {"runs": 3, "train_hours": pytest.approx(1.0), "runs_without_time": 3}
     assert b["summary"].startswith("still falling: eb (last slope 60.00 % of its steepest; another window at it: -0.060)")
     out = tmp_path / "ledger"
     write_ledger(led, out)
     md = (out / "claims.md").read_text()
     assert "| rows past the knee |" in md and "| 3 | 1 of 2 (1 still falling) |" in md
     assert "Learning curves: still falling: eb" in md
+    assert "Training time of those runs: 1.0 hours summed over 3 runs" in md and "; 3 runs have no record." in md
     copied = json.loads((out / "claims.json").read_text())["claims"][0]["budget"]["rows"]["eb"]["log_files"]
     assert len(copied) == 3 and (out / copied[2]).read_text() == (runs / "synthetic/tiny/eb/seed2/log.csv").read_text()
 

@@ -479,6 +479,27 @@ def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path
     return _short_commit(done.get("git"))
 
 
+def _train_time(runs: Iterable[tuple[str, int]], data: str, scale: str, runs_root: str | Path) -> dict[str, Any]:
+    """The training time of the runs read: the sum of their done.json ``wall_time_s`` (each run's own
+    clock, resumed processes included), and how many runs have no such record."""
+    from sa4depth.pipeline import run_dir
+    from sa4depth.safeio import load_json_object
+
+    total, timed, untimed = 0.0, 0, 0
+    for exp, s in sorted(runs):
+        f = run_dir(data, scale, exp, s, runs_root) / "done.json"
+        if not f.is_file():
+            untimed += 1
+            continue
+        w = load_json_object(f, "done.json").get("wall_time_s")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            untimed += 1
+            continue
+        total += float(w)
+        timed += 1
+    return {"runs": timed, "train_hours": total / 3600.0, "runs_without_time": untimed}
+
+
 def _commit_counts(commits: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for c in commits:
@@ -575,7 +596,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
         c["trained_at"] = _commit_counts(run_commit[k] for k in sorted(runs))
         c["pairing"] = _pairing(c["comparisons"], c["trained_at"])
     return {"claims": out, "pending": pending, "trained_at": _commit_counts(run_commit.values()),
-            "budget_rule": asdict(budget)}
+            "train_time": _train_time(all_runs, data, scale, runs_root), "budget_rule": asdict(budget)}
 
 
 def _trained_at_text(counts: Mapping[str, int]) -> str:
@@ -669,6 +690,12 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             notes.append(f"{RUN_NOT_FOUND}: neither the evaluation nor a run directory records it")
         lines += ["Runs read, by the commit that trained them (as the evaluations or the runs' `done.json` "
                   f"record it): {_trained_at_text(counts)}" + (f" ({'; '.join(notes)})." if notes else "."), ""]
+    tt = ledger.get("train_time")
+    if tt and (tt["runs"] or tt["runs_without_time"]):
+        lines += [f"Training time of those runs: {tt['train_hours']:.1f} hours summed over {tt['runs']} runs (each "
+                  f"run's `wall_time_s` in its `done.json`, resumed processes included; two side by side on 2 CPU "
+                  f"cores take about half that in wall time)"
+                  + (f"; {tt['runs_without_time']} runs have no record." if tt["runs_without_time"] else "."), ""]
     rule = ledger.get("budget_rule")
     if rule:
         lines += [f"Learning curves: each compared row's validation `{rule['column']}` (the monitor's, in the runs' "
