@@ -698,4 +698,14 @@ def test_update_readme_rewrites_only_the_marked_block(tmp_path):
                         "--metrics", str(tmp_path / "metrics")], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "| T1 | table_x |  | not run yet (6 result files missing) | | | 3 | |" in doc.read_text()
+    from sa4depth.report.claims import comparison_line
+
+    m = compare([0.20, 0.22, 0.21], [0.30, 0.33, 0.31], "lower")
+    assert comparison_line({**m, "metric": "abs_rel", "label": "", "a": "ea", "b": "eb", "better": "lower"}) == (
+        f"abs_rel: ea - eb = -0.1033, 95 % [{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}] (a < b claimed, 3 seeds): "
+        f"supports")
+    m = compare([0.20, 0.22, 0.21], [0.30, 0.33, 0.31], "lower", family_size=2)    # the family's interval too
+    assert comparison_line({**m, "metric": "abs_rel", "label": "", "a": "ea", "b": "eb", "better": "lower"}) == (
+        f"abs_rel: ea - eb = -0.1033, 95 % [{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}], 97.5 % "
+        f"[{m['ci_family'][0]:+.4f}, {m['ci_family'][1]:+.4f}] (a < b claimed, 3 seeds): supports")
     assert "verdict table rewritten" in r.stderr and (tmp_path / "led" / "claims.md").is_file()

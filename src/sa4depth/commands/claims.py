@@ -73,8 +73,12 @@ def run(args) -> int:
 
         changed = update_readme(args.readme, ledger)
         print(f"{args.readme}: verdict table {'rewritten' if changed else 'unchanged'}", file=sys.stderr)
+    from sa4depth.report.claims import comparison_line
+
     for c in ledger["claims"]:
         print(f"{c['id']:5s} {c['verdict']:13s} {c['statement'][:90]}")
+        for m in c["comparisons"]:
+            print(f"      {comparison_line(m)}")
         print(f"      learning curves: {c['budget']['summary']}")
     for pnd in ledger["pending"]:
         print(f"{pnd['id']:5s} {'not run yet':13s} ({pnd['missing']} result files missing)")

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
            "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
-           "learning_state", "verdict_table", "update_readme", "VERDICTS"]
+           "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -611,6 +611,20 @@ def _budget_cell(budget: Mapping[str, Any] | None) -> str:
     n, k = len(states), states.count(PAST_KNEE)
     others = [f"{states.count(st)} {st}" for st in (STILL_FALLING, NOT_LEARNED, UNKNOWN_STATE) if st in states]
     return f"{k} of {n}" + (f" ({', '.join(others)})" if others else "")
+
+
+def comparison_line(m: Mapping[str, Any]) -> str:
+    """One comparison in a line: ``abs_rel: sa4depth_md2_18 - md2_18 = -0.0400, 95 % [-0.0640, -0.0170],
+    97.5 % [...] (a < b claimed, 5 seeds): supports``; the second interval (the family's, which the
+    outcome reads) is shown when the claim has more than one comparison."""
+    says = "a < b" if m["better"] == "lower" else "a > b"
+
+    def iv(x):
+        return f"[{_fmt(x[0])}, {_fmt(x[1])}]" if x else "[n/a]"
+
+    fam = f", {100 * m['ci_family_level']:.1f} % {iv(m.get('ci_family'))}" if m.get("ci_family_level", 0.95) > 0.95 else ""
+    return (f"{m.get('label') or m['metric']}: {m['a']} - {m['b']} = {_fmt(m['mean_diff'])}, 95 % {iv(m.get('ci95'))}"
+            f"{fam} ({says} claimed, {m['n']} seeds): {m['outcome']}")
 
 
 def _fmt(x: float | None) -> str:
