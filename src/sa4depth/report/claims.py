@@ -619,12 +619,14 @@ def comparison_line(m: Mapping[str, Any]) -> str:
     outcome reads) is shown when the claim has more than one comparison."""
     says = "a < b" if m["better"] == "lower" else "a > b"
 
-    def iv(x):
-        return f"[{_fmt(x[0])}, {_fmt(x[1])}]" if x else "[n/a]"
+    fam = (f", {100 * m['ci_family_level']:.1f} % {_interval(m.get('ci_family'), '[n/a]')}"
+           if m.get("ci_family_level", 0.95) > 0.95 else "")
+    return (f"{m.get('label') or m['metric']}: {m['a']} - {m['b']} = {_fmt(m['mean_diff'])}, 95 % "
+            f"{_interval(m.get('ci95'), '[n/a]')}{fam} ({says} claimed, {m['n']} seeds): {m['outcome']}")
 
-    fam = f", {100 * m['ci_family_level']:.1f} % {iv(m.get('ci_family'))}" if m.get("ci_family_level", 0.95) > 0.95 else ""
-    return (f"{m.get('label') or m['metric']}: {m['a']} - {m['b']} = {_fmt(m['mean_diff'])}, 95 % {iv(m.get('ci95'))}"
-            f"{fam} ({says} claimed, {m['n']} seeds): {m['outcome']}")
+
+def _interval(x: Sequence[float] | None, missing: str = "n/a") -> str:
+    return f"[{_fmt(x[0])}, {_fmt(x[1])}]" if x else missing
 
 
 def _fmt(x: float | None) -> str:
@@ -738,8 +740,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             says = "a < b" if m["better"] == "lower" else "a > b"
             av = ", ".join(f"{v:.4g}" for v in m["a_values"])
             bv = ", ".join(f"{v:.4g}" for v in m["b_values"])
-            ci = f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]" if m["ci95"] else "n/a"
-            cf = (f"[{_fmt(m['ci_family'][0])}, {_fmt(m['ci_family'][1])}] ({100 * m['ci_family_level']:.1f} %)"
+            ci = _interval(m["ci95"])
+            cf = (f"{_interval(m['ci_family'])} ({100 * m['ci_family_level']:.1f} %)"
                   if m["ci_family"] else "n/a")
             name = m["label"] or m["metric"]
             need = m.get("seeds_needed")
