@@ -659,14 +659,16 @@ def _table_of(md: str) -> str:
     return "\n".join(lines[i:j])
 
 
-def test_readme_verdict_table_is_the_committed_ledgers():
-    """The README's verdict table is the committed ledger's, row for row (written by `sa4depth claims
-    --readme`, never typed)."""
-    from sa4depth.report.claims import readme_table_block
+def test_readme_verdict_tables_are_the_committed_ledgers():
+    """Each verdict table of the README is the committed ledger's its marker names, row for row
+    (written by `sa4depth claims --readme`, never typed)."""
+    from sa4depth.report.claims import readme_table_blocks
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    start, end = readme_table_block(readme, "README.md")
-    assert readme[start:end].strip() == _table_of((ROOT / "results/claims/claims.md").read_text(encoding="utf-8"))
+    blocks = readme_table_blocks(readme, "README.md")
+    assert {b[0] for b in blocks} >= {"results/claims/claims.md", "results/claims/synthetic-study/claims.md"}
+    for source, start, end in blocks:
+        assert readme[start:end].strip() == _table_of((ROOT / source).read_text(encoding="utf-8")), source
 
 
 def test_update_readme_rewrites_only_the_marked_block(tmp_path):
@@ -676,17 +678,26 @@ def test_update_readme_rewrites_only_the_marked_block(tmp_path):
                        "data": "synthetic", "scale": "tiny", "seeds": 3,
                        "budget": {"rows": {"ea": {"state": "past the knee"}}}}],
            "pending": [{"id": "T2", "table": "table_x", "summary": "later", "missing": 6, "seeds": 3}]}
-    doc = _write(tmp_path / "README.md", "intro\n<!-- ledger-table: x -->\n| old |\n<!-- /ledger-table -->\noutro\n")
-    assert update_readme(doc, led) is True
+    other = "<!-- ledger-table: elsewhere/claims.md -->\n| kept |\n<!-- /ledger-table -->\n"
+    doc = _write(tmp_path / "README.md", "intro\n<!-- ledger-table: led/claims.md; note -->\n| old |\n"
+                                          "<!-- /ledger-table -->\n" + other + "outro\n")
+    md = tmp_path / "led" / "claims.md"
+    assert update_readme(doc, led, md) is True
     text = doc.read_text()
-    assert text.startswith("intro\n<!-- ledger-table: x -->\n| claim | table |") and text.endswith(
-        "<!-- /ledger-table -->\noutro\n")
+    assert text.startswith("intro\n<!-- ledger-table: led/claims.md; note -->\n| claim | table |") and text.endswith(
+        "<!-- /ledger-table -->\n" + other + "outro\n")                # the other ledger's block is kept
     assert "| T1 | table_x | a beats b | **reproduced** | synthetic | tiny | 3 | 1 of 1 |" in text
     assert "| T2 | table_x | later | not run yet (6 result files missing) | | | 3 | |" in text
-    assert update_readme(doc, led) is False                       # the same ledger: nothing to change
+    assert update_readme(doc, led, md) is False                   # the same ledger: nothing to change
+    with pytest.raises(ValueError, match="no ledger-table block names .*nowhere/claims.md .*led/claims.md, elsewhere"):
+        update_readme(doc, led, tmp_path / "nowhere" / "claims.md")
     bad = _write(tmp_path / "other.md", "no markers here\n")
     with pytest.raises(ValueError, match=f"{bad}: no '<!-- ledger-table"):
-        update_readme(bad, led)
+        update_readme(bad, led, md)
+    with pytest.raises(ValueError, match="names no claims.md"):
+        update_readme(_write(tmp_path / "o2.md", "<!-- ledger-table -->\n<!-- /ledger-table -->\n"), led, md)
+    with pytest.raises(ValueError, match="has no '<!-- /ledger-table -->' line"):
+        update_readme(_write(tmp_path / "o3.md", "<!-- ledger-table: led/claims.md -->\n| x |\n"), led, md)
     # the CLI refuses before writing anything
     spec = _write(tmp_path / "c.yaml", _CLAIMS_T1.replace("a: ea, b: eb", "a: sa4depth_md2_18, b: md2_18"))
     r = subprocess.run([str(BIN), "claims", "--claims", str(spec), "--readme", str(bad), "--allow-missing",

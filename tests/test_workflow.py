@@ -147,6 +147,7 @@ def test_dvc_yaml_declares_every_table_and_the_claims_ledger_and_no_stages():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert "stages" not in dvc
     assert dvc["metrics"] == [f"results/tables/{t}.json" for t in P.TABLES] + ["results/claims/claims.json",
+                                                                                        "results/claims/synthetic-study/claims.json",
                                                                                         "results/claims/headline/claims.json"]
 
 

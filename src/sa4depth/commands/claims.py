@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sys
 
 
@@ -32,8 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--runs", default="runs", help="root of the run folders (default runs)")
     p.add_argument("--metrics", default="results/metrics", help="root of the metric JSONs (default results/metrics)")
     p.add_argument("--readme", default=None, metavar="FILE",
-                   help="also rewrite the verdict table between the '<!-- ledger-table ... -->' and "
-                        "'<!-- /ledger-table -->' lines of FILE (e.g. README.md) with this ledger's")
+                   help="also rewrite the verdict table between the '<!-- ledger-table: OUT_DIR/claims.md -->' "
+                        "and '<!-- /ledger-table -->' lines of FILE (e.g. README.md; the path relative to FILE)")
 
 
 def run(args) -> int:
@@ -60,18 +61,16 @@ def run(args) -> int:
             "data": args.data, "scale": scale, "seeds_override": args.seeds,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
+    md = os.path.join(args.out_dir, "claims.md")
     if args.readme:  # checked before anything is written
-        from sa4depth.report.claims import readme_table_block
+        from sa4depth.report.claims import check_readme
 
-        try:
-            readme_table_block(open(args.readme, encoding="utf-8").read(), args.readme)
-        except OSError as e:
-            raise ValueError(f"--readme {args.readme}: cannot read ({e})") from None
+        check_readme(args.readme, md)
     files = write_ledger(ledger, args.out_dir, provenance=prov)
     if args.readme:
         from sa4depth.report.claims import update_readme
 
-        changed = update_readme(args.readme, ledger)
+        changed = update_readme(args.readme, ledger, md)
         print(f"{args.readme}: verdict table {'rewritten' if changed else 'unchanged'}", file=sys.stderr)
     from sa4depth.report.claims import comparison_line
 

@@ -648,33 +648,67 @@ def verdict_table(ledger: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-#: the block of a document (the README) that ``sa4depth claims --readme`` rewrites with the verdict table
+#: a document's (the README's) verdict table of one ledger sits between a ``<!-- ledger-table: PATH ... -->``
+#: line, PATH naming that ledger's claims.md relative to the document, and a ``<!-- /ledger-table -->`` line;
+#: ``sa4depth claims --readme`` rewrites the blocks that name the ledger it writes
 README_BEGIN, README_END = "<!-- ledger-table", "<!-- /ledger-table -->"
 
 
-def readme_table_block(text: str, where: str) -> tuple[int, int]:
-    """The character span between the ledger-table markers of ``text`` (the lines inside them)."""
-    b = text.find(README_BEGIN)
-    e = text.find(README_END)
-    if b < 0 or e < 0 or e < b:
-        raise ValueError(f"{where}: no '{README_BEGIN} ... -->' line followed by a '{README_END}' line "
-                         f"around the verdict table")
-    start = text.index("\n", b) + 1
-    return start, e
+def readme_table_blocks(text: str, where: str) -> list[tuple[str, int, int]]:
+    """``(PATH, start, end)`` of every ledger-table block of ``text``: the character span of the lines
+    between its two marker lines."""
+    import re
+
+    blocks, pos = [], 0
+    while (b := text.find(README_BEGIN, pos)) >= 0:
+        line_end = text.find("\n", b)
+        m = re.match(r"\s*:\s*([^\s;]+)", text[b + len(README_BEGIN):line_end if line_end >= 0 else None])
+        if not m or line_end < 0:
+            raise ValueError(f"{where}: a '{README_BEGIN}' line names no claims.md (write "
+                             f"'{README_BEGIN}: results/claims/claims.md -->')")
+        e = text.find(README_END, line_end)
+        if e < 0:
+            raise ValueError(f"{where}: the ledger-table block of {m.group(1)} has no '{README_END}' line after it")
+        blocks.append((m.group(1), line_end + 1, e))
+        pos = e + len(README_END)
+    if not blocks:
+        raise ValueError(f"{where}: no '{README_BEGIN}: PATH -->' line followed by a '{README_END}' line "
+                         f"around a verdict table")
+    return blocks
 
 
-def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any]) -> bool:
-    """Rewrite the verdict table between the ledger-table markers of ``path`` (atomically); True if it
-    changed. Everything outside the markers is kept as it is."""
-    from sa4depth.files import write_text_atomic
+def _blocks_of(path: Path, text: str, source: str | os.PathLike) -> list[tuple[str, int, int]]:
+    """The ledger-table blocks of document ``path`` that name ``source`` (a claims.md)."""
+    target = Path(source).resolve()
+    blocks = readme_table_blocks(text, str(path))
+    mine = [b for b in blocks if (path.parent / b[0]).resolve() == target]
+    if not mine:
+        raise ValueError(f"{path}: no ledger-table block names {source} (its blocks name: "
+                         f"{', '.join(b[0] for b in blocks)})")
+    return mine
 
+
+def check_readme(path: str | os.PathLike, source: str | os.PathLike) -> None:
+    """That ``path`` can be read and has a ledger-table block naming ``source``; a ValueError otherwise."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ValueError(f"{p}: cannot read ({e})") from None
-    start, end = readme_table_block(text, str(p))
-    new = text[:start] + "\n".join(verdict_table(ledger)) + "\n" + text[end:]
+    _blocks_of(p, text, source)
+
+
+def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any], source: str | os.PathLike) -> bool:
+    """Rewrite the verdict table in the ledger-table blocks of ``path`` that name ``source`` (the
+    claims.md of ``ledger``), atomically; True if it changed. Everything else is kept as it is."""
+    from sa4depth.files import write_text_atomic
+
+    check_readme(path, source)
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    new = text
+    for _, start, end in reversed(_blocks_of(p, text, source)):
+        new = new[:start] + "\n".join(verdict_table(ledger)) + "\n" + new[end:]
     if new == text:
         return False
     write_text_atomic(p, new, encoding="utf-8")
