@@ -40,7 +40,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from sa4depth.config import load_yaml
     from sa4depth.evaluate.provenance import git_info
-    from sa4depth.report.claims import build_ledger, load_claims, with_seeds, write_ledger
+    from sa4depth.report.claims import (build_ledger, check_readme, comparison_line, load_claims, update_readme,
+                                        with_seeds, write_ledger)
 
     exps = (load_yaml("params/experiments.yaml") or {}).get("rows", {})
     spec = load_claims(args.claims, experiments=exps)
@@ -63,17 +64,11 @@ def run(args) -> int:
             "command": " ".join(sys.argv)}
     md = os.path.join(args.out_dir, "claims.md")
     if args.readme:  # checked before anything is written
-        from sa4depth.report.claims import check_readme
-
         check_readme(args.readme, md)
     files = write_ledger(ledger, args.out_dir, provenance=prov)
     if args.readme:
-        from sa4depth.report.claims import update_readme
-
         changed = update_readme(args.readme, ledger, md)
         print(f"{args.readme}: verdict table {'rewritten' if changed else 'unchanged'}", file=sys.stderr)
-    from sa4depth.report.claims import comparison_line
-
     for c in ledger["claims"]:
         print(f"{c['id']:5s} {c['verdict']:13s} {c['statement'][:90]}")
         for m in c["comparisons"]:

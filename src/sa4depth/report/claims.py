@@ -358,9 +358,11 @@ def _budget_summary(rows: Mapping[str, Mapping[str, Any]]) -> str:
                      if st in by_state)
 
 
-def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: BudgetRule) -> dict[str, Any]:
+def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: BudgetRule,
+                  known: dict[tuple[str, int, int | None], dict[str, Any]]) -> dict[str, Any]:
     """The learning state of every row a claim compares (per experiment, or experiment at a step for
-    eval ``log``), from its seeds' log.csv; a row whose logs cannot be read is ``unknown`` with why."""
+    eval ``log``), from its seeds' log.csv; a row whose logs cannot be read is ``unknown`` with why.
+    ``known``: the rows already classified for other claims (same experiment, seeds and step), reused."""
     from sa4depth.pipeline import run_dir
     from sa4depth.report.figures import read_monitor_log
 
@@ -369,14 +371,17 @@ def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: 
         upto = m.step if m.eval == TRAIN_LOG else None
         for exp in (m.a, m.b):
             name = exp if upto is None else f"{exp} at step {upto}"
-            if name in rows:
-                continue
-            files = [run_dir(data, scale, exp, s, runs_root) / "log.csv" for s in range(c.seeds)]
-            try:
-                rec = learning_state([read_monitor_log(f) for f in files], rule, upto, names=[str(f) for f in files])
-            except (OSError, ValueError) as e:
-                rec = {"state": UNKNOWN_STATE, "reason": f"{e} ({exp}, seeds 0-{c.seeds - 1})"}
-            rows[name] = {**rec, "log_files": [str(f) for f in files if f.is_file()]}
+            key = (exp, c.seeds, upto)
+            if key not in known:
+                files = [run_dir(data, scale, exp, s, runs_root) / "log.csv" for s in range(c.seeds)]
+                try:
+                    rec = learning_state([read_monitor_log(f) for f in files], rule, upto,
+                                         names=[str(f) for f in files])
+                except (OSError, ValueError) as e:
+                    rec = {"state": UNKNOWN_STATE, "reason": f"{e} ({exp}, seeds 0-{c.seeds - 1})"}
+                known[key] = {**rec, "log_files": [str(f) for f in files if f.is_file()]}
+            # a copy per claim: write_ledger rewrites its log_files in place
+            rows[name] = {**known[key], "log_files": list(known[key]["log_files"])}
     return {"rows": rows, "past_knee": all(r["state"] == PAST_KNEE for r in rows.values()),
             "summary": _budget_summary(rows)}
 
@@ -532,6 +537,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
     (the runs' log.csv; :func:`learning_state`)."""
     budget = budget or BudgetRule()
     out, pending = [], []
+    rows_known: dict[tuple[str, int, int | None], dict[str, Any]] = {}
     all_runs: dict[tuple[str, int], list[str]] = {}
     for c in claims:
         missing = [f for f in claim_inputs([c], data, scale, runs_root, metrics_root) if not Path(f).is_file()]
@@ -582,7 +588,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
             "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
             "verdict": claim_verdict(x["outcome"] for x in comps),
             "scale": scale, "data": data, "seeds": c.seeds, "substitutions": c.substitutions,
-            "note": c.note, "comparisons": comps, "budget": _claim_budget(c, data, scale, runs_root, budget),
+            "note": c.note, "comparisons": comps, "budget": _claim_budget(c, data, scale, runs_root, budget, rows_known),
         })
     # a run read through several files: the commit its evaluations recorded wins over an unknown one
     run_commit = {k: next((c for c in v if c not in _UNKNOWN), next((c for c in v if c == UNRECORDED), v[0]))
@@ -618,7 +624,6 @@ def comparison_line(m: Mapping[str, Any]) -> str:
     97.5 % [...] (a < b claimed, 5 seeds): supports``; the second interval (the family's, which the
     outcome reads) is shown when the claim has more than one comparison."""
     says = "a < b" if m["better"] == "lower" else "a > b"
-
     fam = (f", {100 * m['ci_family_level']:.1f} % {_interval(m.get('ci_family'), '[n/a]')}"
            if m.get("ci_family_level", 0.95) > 0.95 else "")
     return (f"{m.get('label') or m['metric']}: {m['a']} - {m['b']} = {_fmt(m['mean_diff'])}, 95 % "
@@ -688,14 +693,15 @@ def _blocks_of(path: Path, text: str, source: str | os.PathLike) -> list[tuple[s
     return mine
 
 
-def check_readme(path: str | os.PathLike, source: str | os.PathLike) -> None:
-    """That ``path`` can be read and has a ledger-table block naming ``source``; a ValueError otherwise."""
+def check_readme(path: str | os.PathLike, source: str | os.PathLike) -> tuple[str, list[tuple[str, int, int]]]:
+    """``path``'s text and its ledger-table blocks naming ``source``; a ValueError when it cannot be read
+    or has none."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ValueError(f"{p}: cannot read ({e})") from None
-    _blocks_of(p, text, source)
+    return text, _blocks_of(p, text, source)
 
 
 def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any], source: str | os.PathLike) -> bool:
@@ -703,15 +709,13 @@ def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any], source: st
     claims.md of ``ledger``), atomically; True if it changed. Everything else is kept as it is."""
     from sa4depth.files import write_text_atomic
 
-    check_readme(path, source)
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
+    text, blocks = check_readme(path, source)
     new = text
-    for _, start, end in reversed(_blocks_of(p, text, source)):
+    for _, start, end in reversed(blocks):
         new = new[:start] + "\n".join(verdict_table(ledger)) + "\n" + new[end:]
     if new == text:
         return False
-    write_text_atomic(p, new, encoding="utf-8")
+    write_text_atomic(Path(path), new, encoding="utf-8")
     return True
 
 
