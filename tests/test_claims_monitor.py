@@ -660,15 +660,22 @@ def _table_of(md: str) -> str:
 
 
 def test_readme_verdict_tables_are_the_committed_ledgers():
-    """Each verdict table of the README is the committed ledger's its marker names, row for row
-    (written by `sa4depth claims --readme`, never typed)."""
-    from sa4depth.report.claims import readme_table_blocks
+    """Each verdict table of the README and of docs/ is the committed ledger's its marker names, row
+    for row (written by `sa4depth claims --readme`, never typed); a marker's path is relative to its
+    document."""
+    from sa4depth.report.claims import README_BEGIN, readme_table_blocks
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = readme_table_blocks(readme, "README.md")
-    assert {b[0] for b in blocks} >= {"results/claims/claims.md", "results/claims/synthetic-study/claims.md"}
-    for source, start, end in blocks:
-        assert readme[start:end].strip() == _table_of((ROOT / source).read_text(encoding="utf-8")), source
+    named = set()
+    docs = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        if doc.name != "README.md" and README_BEGIN not in text:
+            continue
+        for source, start, end in readme_table_blocks(text, str(doc)):
+            ledger = (doc.parent / source).resolve()
+            named.add(ledger.relative_to(ROOT).as_posix())
+            assert text[start:end].strip() == _table_of(ledger.read_text(encoding="utf-8")), (doc, source)
+    assert named >= {"results/claims/claims.md", "results/claims/synthetic-study/claims.md"}
 
 
 def test_update_readme_rewrites_only_the_marked_block(tmp_path):
