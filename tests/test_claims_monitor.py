@@ -600,6 +600,50 @@ def test_seeds_needed_is_the_smallest_n_whose_interval_excludes_zero():
     assert seeds_needed([0.1, -0.1, 0.1, -0.1], 0.95) is None
 
 
+def test_image_share_against_a_hand_computed_two_way_layout():
+    """d[s, i] = a - b per seed and image. d = [[0, 2], [2, 0], [4, 4]]: seed means 1, 1, 4 (variance 3);
+    image means 2, 2, grand mean 2; residuals -1, 1 / 1, -1 / 0, 0: residual mean square 4 / (2 x 1) = 2,
+    over 2 images 1, a share of 1/3."""
+    from sa4depth.report.claims import image_share
+
+    b = [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    a = [[1.0, 3.0], [3.0, 1.0], [5.0, 5.0]]
+    r = image_share(a, b)
+    assert r["images"] == 2 and r["seed_mean_var"] == pytest.approx(3.0)
+    assert r["interaction_var"] == pytest.approx(2.0) and r["share"] == pytest.approx(1 / 3)
+    # additive seed and image effects, no interaction: the spread is all the runs'
+    assert image_share([[0.1 * s + x for x in (0.0, 0.5, 0.2)] for s in range(3)], [[0.0] * 3] * 3)["share"] \
+        == pytest.approx(0.0, abs=1e-12)
+    assert image_share([[1.0, 2.0]] * 3, [[0.0, 0.0]] * 3) is None            # seed means do not vary
+    assert image_share([[1.0, 2.0], [1.0], [3.0, 1.0]], [[0.0, 0.0]] * 3) is None  # unequal image lists
+    assert image_share([[1.0, 2.0]], [[0.0, 0.0]]) is None                    # one seed
+
+
+def test_ledger_reports_the_test_images_share_of_the_spread(tmp_path):
+    """From the evaluation JSONs' per_image lists (the metric is their mean), per comparison in
+    claims.json and as a line of claims.md; none where per_image is absent or is not the metric's."""
+    spec = load_claims(_write(tmp_path / "claims.yaml", _CLAIMS_T1))
+    metrics = tmp_path / "metrics"
+    per = {"ea": [[1.0, 3.0], [3.0, 1.0], [5.0, 5.0]], "eb": [[1.0, 1.0]] * 3}
+    for exp, rows in per.items():
+        for s, r in enumerate(rows):
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": sum(r) / 2},
+                                     "per_image": [{"abs_rel": v} for v in r]}))
+    led = build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics)
+    m = led["claims"][0]["comparisons"][0]
+    assert m["image_share"]["share"] == pytest.approx(1 / 3) and m["image_share"]["images"] == 2
+    write_ledger(led, tmp_path / "out")
+    assert "Spread from the test images" in (tmp_path / "out" / "claims.md").read_text()
+    assert "abs_rel 33.3 % (2 images)" in (tmp_path / "out" / "claims.md").read_text()
+    # a metric that is not the per-image mean (here: a pooled value) has no share
+    p = metrics / "synthetic" / "tiny" / "ea" / "seed0" / "depth_s.json"
+    p.write_text(json.dumps({"metrics": {"abs_rel": 1.9}, "per_image": [{"abs_rel": 1.0}, {"abs_rel": 3.0}]}))
+    assert build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics
+                        )["claims"][0]["comparisons"][0]["image_share"] is None
+
+
 def _resolved(exp: str, scale: str) -> dict:
     """An experiment's resolved config at seed 0 as flat dotted keys, without the meta record."""
     from sa4depth.files import flatten

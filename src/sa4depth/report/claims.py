@@ -234,6 +234,36 @@ def compare(a_values: Sequence[float], b_values: Sequence[float], better: str, f
     }
 
 
+def image_share(a_per_image: Sequence[Sequence[float]], b_per_image: Sequence[Sequence[float]]
+                ) -> dict[str, Any] | None:
+    """How much of the spread of a comparison's per-seed differences comes from the test images: the
+    paired per-image differences d[s, i] (seed s, image i) of a two-way layout, the seed x image
+    interaction variance (the residual mean square) over the number of images, as a share of the
+    variance of the per-seed mean differences. With a fixed test set that share is the most that more
+    test images could remove from the interval; the rest is the runs' own (seed) variance.
+    None when it cannot be told: fewer than 2 seeds or 2 images, per-image lists of unequal length,
+    a non-finite value, or per-seed means that do not vary."""
+    if len(a_per_image) != len(b_per_image) or len(a_per_image) < 2:
+        return None
+    n_img = len(a_per_image[0])
+    if n_img < 2 or any(len(x) != n_img for x in (*a_per_image, *b_per_image)):
+        return None
+    d = [[float(x) - float(y) for x, y in zip(ra, rb)] for ra, rb in zip(a_per_image, b_per_image)]
+    if not all(math.isfinite(v) for row in d for v in row):
+        return None
+    n_seed = len(d)
+    seed_mean = [sum(row) / n_img for row in d]
+    img_mean = [sum(d[s][i] for s in range(n_seed)) / n_seed for i in range(n_img)]
+    grand = sum(seed_mean) / n_seed
+    var_seed_means = sum((m - grand) ** 2 for m in seed_mean) / (n_seed - 1)
+    if var_seed_means <= 0:
+        return None
+    ss_res = sum((d[s][i] - seed_mean[s] - img_mean[i] + grand) ** 2 for s in range(n_seed) for i in range(n_img))
+    interaction = ss_res / ((n_seed - 1) * (n_img - 1))
+    return {"share": min(1.0, interaction / n_img / var_seed_means), "images": n_img,
+            "interaction_var": interaction, "seed_mean_var": var_seed_means}
+
+
 def seeds_needed(diffs: Sequence[float], level: float, max_n: int = 100) -> int | None:
     """The smallest seed count whose interval at ``level`` would exclude 0 if the mean and the
     standard deviation of the differences stayed as measured (a planning figure, not a power
@@ -423,6 +453,23 @@ def _dig(d: Any, dotted: str, where: Path) -> float:
     return v
 
 
+def _per_image(result: Any, path: str, value: float) -> list[float] | None:
+    """The per-image values behind ``metrics.<key>`` of an evaluation JSON (its ``per_image`` list, in
+    the split's order), or None when the path is not a per-image metric, the list is absent, or its
+    mean is not the metric's ``value`` (a metric not averaged over images)."""
+    key = path[len("metrics."):] if path.startswith("metrics.") else None
+    rows = result.get("per_image") if isinstance(result, dict) else None
+    if not key or not isinstance(rows, list) or not rows:
+        return None
+    try:
+        vals = [float(r[key]) for r in rows]
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not math.isclose(sum(vals) / len(vals), value, rel_tol=1e-9, abs_tol=1e-12):
+        return None
+    return vals
+
+
 def _log_value(f: Path, step: int, column: str) -> float:
     """The value of ``column`` logged at ``step`` in a run's log.csv (the last such row: a resumed run
     may log a step twice)."""
@@ -551,6 +598,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
             vals: dict[str, list[float]] = {"a": [], "b": []}
             files: dict[str, list[str]] = {"a": [], "b": []}
             commits: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
+            per_img: dict[str, list[list[float] | None]] = {"a": [], "b": []}
             for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
                 for s in range(c.seeds):
                     f = _source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)
@@ -568,6 +616,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                             except json.JSONDecodeError as e:
                                 raise ValueError(f"{f}: not valid JSON ({e})") from None
                         vals[side].append(_dig(result, path, f))
+                        per_img[side].append(_per_image(result, path, vals[side][-1]))
                     files[side].append(str(f))
                     # the readings of a run, resolved to one commit per run after all claims are read;
                     # once one names a commit, later readings add nothing
@@ -579,6 +628,9 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                             seen.append(trained_at(data, scale, exp, s, runs_root, result))
                     commits[side].append((exp, s))
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
+            pa, pb = per_img["a"], per_img["b"]
+            rec["image_share"] = (image_share(pa, pb) if pa and len(pa) == c.seeds and len(pb) == c.seeds
+                                  and all(x is not None for x in (*pa, *pb)) else None)
             comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
                           "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
                           **({"step": m.step} if m.step is not None else {}),
@@ -785,6 +837,13 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             need = m.get("seeds_needed")
             lines.append(f"| {name} | {m['a']} | {m['b']} | {says} | {av} | {bv} | {_fmt(m['mean_diff'])} | {ci} "
                          f"| {cf} | {m['outcome']} | {need if need else '> 100'} |")
+        shares = [f"{m['label'] or m['metric']} {100 * m['image_share']['share']:.1f} % "
+                  f"({m['image_share']['images']} images)" for m in c["comparisons"] if m.get("image_share")]
+        if shares:
+            lines += ["", "Spread from the test images (the seed x image interaction of the per-image differences "
+                      "over the number of images, as a share of the variance of the per-seed differences: the most "
+                      "that more test images could take off the interval; the rest is the runs' own): "
+                      + "; ".join(shares) + "."]
     for p in ledger.get("pending", []):
         lines += ["", f"## {p['id']} ({p['table']}): not run yet", "", f"> {p['statement']}", "",
                   f"{p['missing']} result files are missing (e.g. `{p['missing_files'][0]}`); "
