@@ -611,6 +611,7 @@ def test_image_share_against_a_hand_computed_two_way_layout():
     r = image_share(a, b)
     assert r["images"] == 2 and r["seed_mean_var"] == pytest.approx(3.0)
     assert r["interaction_var"] == pytest.approx(2.0) and r["share"] == pytest.approx(1 / 3)
+    assert r["width_share"] == pytest.approx(1 - math.sqrt(2 / 3))  # the interval scales with the sd
     # additive seed and image effects, no interaction: the spread is all the runs'
     assert image_share([[0.1 * s + x for x in (0.0, 0.5, 0.2)] for s in range(3)], [[0.0] * 3] * 3)["share"] \
         == pytest.approx(0.0, abs=1e-12)
@@ -636,7 +637,23 @@ def test_ledger_reports_the_test_images_share_of_the_spread(tmp_path):
     assert m["image_share"]["share"] == pytest.approx(1 / 3) and m["image_share"]["images"] == 2
     write_ledger(led, tmp_path / "out")
     assert "Spread from the test images" in (tmp_path / "out" / "claims.md").read_text()
-    assert "abs_rel 33.3 % (2 images)" in (tmp_path / "out" / "claims.md").read_text()
+    assert "abs_rel 33.3 % of the variance, 18.4 % of the interval's width (2 images)" in \
+        (tmp_path / "out" / "claims.md").read_text()
+    # runs evaluated on different image sets (here: another image skipped) do not pair image by image
+    p = metrics / "synthetic" / "tiny" / "eb" / "seed1" / "depth_s.json"
+    p.write_text(json.dumps({"metrics": {"abs_rel": 1.0}, "per_image": [{"abs_rel": 1.0}, {"abs_rel": 1.0}],
+                             "skipped": ["frame 7"]}))
+    assert build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics
+                        )["claims"][0]["comparisons"][0]["image_share"] is None
+    p.write_text(json.dumps({"metrics": {"abs_rel": 1.0}, "per_image": [{"abs_rel": 1.0}, {"abs_rel": 1.0}]}))
+    # values too large to square: no share, and the ledger is still computed
+    huge = metrics / "synthetic" / "tiny" / "ea" / "seed1" / "depth_s.json"
+    huge.write_text(json.dumps({"metrics": {"abs_rel": 0.0}, "per_image": [{"abs_rel": 1e200}, {"abs_rel": -1e200}]}))
+    led = build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics)
+    assert led["claims"][0]["comparisons"][0]["image_share"] is None
+    huge.write_text(json.dumps({"metrics": {"abs_rel": 2.0}, "per_image": [{"abs_rel": 3.0}, {"abs_rel": 1.0}]}))
+    assert build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics
+                        )["claims"][0]["comparisons"][0]["image_share"]["share"] == pytest.approx(1 / 3)
     # a metric that is not the per-image mean (here: a pooled value) has no share
     p = metrics / "synthetic" / "tiny" / "ea" / "seed0" / "depth_s.json"
     p.write_text(json.dumps({"metrics": {"abs_rel": 1.9}, "per_image": [{"abs_rel": 1.0}, {"abs_rel": 3.0}]}))

@@ -239,8 +239,10 @@ def image_share(a_per_image: Sequence[Sequence[float]], b_per_image: Sequence[Se
     """How much of the spread of a comparison's per-seed differences comes from the test images: the
     paired per-image differences d[s, i] (seed s, image i) of a two-way layout, the seed x image
     interaction variance (the residual mean square) over the number of images, as a share of the
-    variance of the per-seed mean differences. With a fixed test set that share is the most that more
-    test images could remove from the interval; the rest is the runs' own (seed) variance.
+    variance of the per-seed mean differences (``share``). With a fixed test set that is the most of
+    the differences' variance that more test images could remove, and ``width_share`` = 1 - sqrt(1 -
+    share) the most of the interval's width; the rest is the runs' own (seed) variance. A point
+    estimate with seeds - 1 degrees of freedom: with 3-5 seeds it can be off by a factor of 2.
     None when it cannot be told: fewer than 2 seeds or 2 images, per-image lists of unequal length,
     a non-finite value, or per-seed means that do not vary."""
     if len(a_per_image) != len(b_per_image) or len(a_per_image) < 2:
@@ -260,7 +262,8 @@ def image_share(a_per_image: Sequence[Sequence[float]], b_per_image: Sequence[Se
         return None
     ss_res = sum((d[s][i] - seed_mean[s] - img_mean[i] + grand) ** 2 for s in range(n_seed) for i in range(n_img))
     interaction = ss_res / ((n_seed - 1) * (n_img - 1))
-    return {"share": min(1.0, interaction / n_img / var_seed_means), "images": n_img,
+    share = min(1.0, interaction / n_img / var_seed_means)
+    return {"share": share, "width_share": 1.0 - math.sqrt(1.0 - share), "images": n_img,
             "interaction_var": interaction, "seed_mean_var": var_seed_means}
 
 
@@ -453,6 +456,14 @@ def _dig(d: Any, dotted: str, where: Path) -> float:
     return v
 
 
+def _image_key(result: Any) -> tuple:
+    """What must match for two evaluations' per-image lists to pair image by image: the split, the
+    image count and the skipped images."""
+    if not isinstance(result, dict):
+        return (None,)
+    return (result.get("split"), result.get("num_images"), json.dumps(result.get("skipped"), sort_keys=True))
+
+
 def _per_image(result: Any, path: str, value: float) -> list[float] | None:
     """The per-image values behind ``metrics.<key>`` of an evaluation JSON (its ``per_image`` list, in
     the split's order), or None when the path is not a per-image metric, the list is absent, or its
@@ -463,7 +474,7 @@ def _per_image(result: Any, path: str, value: float) -> list[float] | None:
         return None
     try:
         vals = [float(r[key]) for r in rows]
-    except (TypeError, KeyError, ValueError):
+    except (TypeError, KeyError, ValueError, OverflowError):
         return None
     if not math.isclose(sum(vals) / len(vals), value, rel_tol=1e-9, abs_tol=1e-12):
         return None
@@ -599,6 +610,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
             files: dict[str, list[str]] = {"a": [], "b": []}
             commits: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
             per_img: dict[str, list[list[float] | None]] = {"a": [], "b": []}
+            img_keys: set[tuple] = set()
             for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
                 for s in range(c.seeds):
                     f = _source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)
@@ -617,6 +629,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                                 raise ValueError(f"{f}: not valid JSON ({e})") from None
                         vals[side].append(_dig(result, path, f))
                         per_img[side].append(_per_image(result, path, vals[side][-1]))
+                        img_keys.add(_image_key(result))
                     files[side].append(str(f))
                     # the readings of a run, resolved to one commit per run after all claims are read;
                     # once one names a commit, later readings add nothing
@@ -629,8 +642,13 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                     commits[side].append((exp, s))
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
             pa, pb = per_img["a"], per_img["b"]
-            rec["image_share"] = (image_share(pa, pb) if pa and len(pa) == c.seeds and len(pb) == c.seeds
-                                  and all(x is not None for x in (*pa, *pb)) else None)
+            rec["image_share"] = None
+            if (pa and len(pa) == c.seeds and len(pb) == c.seeds and len(img_keys) == 1
+                    and all(x is not None for x in (*pa, *pb))):
+                try:  # a planning figure: never a reason for the ledger to fail
+                    rec["image_share"] = image_share(pa, pb)
+                except (ArithmeticError, ValueError, TypeError):
+                    pass
             comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
                           "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
                           **({"step": m.step} if m.step is not None else {}),
@@ -837,13 +855,14 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             need = m.get("seeds_needed")
             lines.append(f"| {name} | {m['a']} | {m['b']} | {says} | {av} | {bv} | {_fmt(m['mean_diff'])} | {ci} "
                          f"| {cf} | {m['outcome']} | {need if need else '> 100'} |")
-        shares = [f"{m['label'] or m['metric']} {100 * m['image_share']['share']:.1f} % "
+        shares = [f"{m['label'] or m['metric']} {100 * m['image_share']['share']:.1f} % of the variance, "
+                  f"{100 * m['image_share'].get('width_share', math.nan):.1f} % of the interval's width "
                   f"({m['image_share']['images']} images)" for m in c["comparisons"] if m.get("image_share")]
         if shares:
             lines += ["", "Spread from the test images (the seed x image interaction of the per-image differences "
-                      "over the number of images, as a share of the variance of the per-seed differences: the most "
-                      "that more test images could take off the interval; the rest is the runs' own): "
-                      + "; ".join(shares) + "."]
+                      "over the number of images, as a share of the variance of the per-seed differences: with "
+                      "this test set, the most that more test images could take off; the rest is the runs' own; "
+                      "an estimate with seeds - 1 degrees of freedom): " + "; ".join(shares) + "."]
     for p in ledger.get("pending", []):
         lines += ["", f"## {p['id']} ({p['table']}): not run yet", "", f"> {p['statement']}", "",
                   f"{p['missing']} result files are missing (e.g. `{p['missing_files'][0]}`); "
