@@ -155,7 +155,8 @@ def test_ledger_is_computed_from_the_result_files(tmp_path):
     assert m["mean_diff"] == pytest.approx(-0.103333, abs=1e-6)
     assert [p["id"] for p in led["pending"]] == ["T2"]
     out = tmp_path / "ledger"
-    write_ledger(led, out, provenance={"git_commit": "abc"})
+    written = write_ledger(led, out, provenance={"git_commit": "abc"})
+    assert [p.name for p in written] == ["claims.json", "claims.md", "fig_ledger.png"] and written[2].is_file()
     js = json.loads((out / "claims.json").read_text())
     assert js["claims"][0]["verdict"] == "reproduced"
     assert (out / js["claims"][0]["comparisons"][0]["a_files"][0]).is_file()  # inputs copied beside it
@@ -659,6 +660,26 @@ def test_ledger_reports_the_test_images_share_of_the_spread(tmp_path):
     p.write_text(json.dumps({"metrics": {"abs_rel": 1.9}, "per_image": [{"abs_rel": 1.0}, {"abs_rel": 3.0}]}))
     assert build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics
                         )["claims"][0]["comparisons"][0]["image_share"] is None
+
+
+def test_ledger_forest_rows_turn_towards_the_claim_and_scale_by_the_compared_row(tmp_path):
+    """x = mean(a - b) towards the claim (negated where the paper claims a < b), in % of |mean(b)|; the
+    intervals likewise (sorted); a comparison whose b mean is 0 is left out; the PNG is written."""
+    from sa4depth.report.figures import ledger_rows, plot_ledger
+
+    ledger = {"claims": [{"id": "T1", "verdict": "inconclusive", "comparisons": [
+        {"metric": "abs_rel", "label": None, "better": "lower", "b_values": [0.1, 0.3], "n": 2, "mean_diff": -0.01,
+         "ci95": [-0.02, 0.0], "ci_family": [-0.03, 0.01], "outcome": "unclear"},
+        {"metric": "a1", "label": "delta < 1.25", "better": "higher", "b_values": [0.5, 0.5], "n": 2,
+         "mean_diff": 0.01, "ci95": [0.005, 0.015], "ci_family": [0.004, 0.016], "outcome": "supports"},
+        {"metric": "bias", "label": None, "better": "lower", "b_values": [1.0, -1.0], "n": 2, "mean_diff": 0.1,
+         "ci95": [0.0, 0.2], "ci_family": [0.0, 0.2], "outcome": "unclear"}]}],
+        "pending": [{"id": "T2"}]}
+    r1, r2 = ledger_rows(ledger)                      # the third (b mean 0) is left out
+    assert r1["x"] == pytest.approx(5.0) and r1["ci95"] == pytest.approx([0.0, 10.0])
+    assert r1["ci_family"] == pytest.approx([-5.0, 15.0]) and r1["label"] == "abs_rel"
+    assert r2["x"] == pytest.approx(2.0) and r2["ci95"] == pytest.approx([1.0, 3.0]) and r2["outcome"] == "supports"
+    assert plot_ledger(ledger, tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _resolved(exp: str, scale: str) -> dict:

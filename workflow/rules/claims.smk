@@ -14,6 +14,7 @@ rule claims_ledger:
     output:
         json=f"{CLAIMS_OUT}/claims.json",
         md=f"{CLAIMS_OUT}/claims.md",
+        fig=f"{CLAIMS_OUT}/fig_ledger.png",
     log:
         f"logs/claims/{DATA}-{CLAIMS_SCALE}.log",
     params:
@@ -36,6 +37,7 @@ rule headline_ledger:
     output:
         json=f"{HEADLINE_OUT}/claims.json",
         md=f"{HEADLINE_OUT}/claims.md",
+        fig=f"{HEADLINE_OUT}/fig_ledger.png",
     log:
         f"logs/claims/headline-{DATA}-{HEADLINE_SCALE}.log",
     params:

@@ -8,6 +8,8 @@ networks of finished runs).
   sa4depth figure features      --run RUN_DIR --out PNG                          (Fig. 10)
   sa4depth figure montage       --panel LABEL=PNG ... --out PNG
   sa4depth figure monitor       --run LABEL=RUN_DIR ... --out PNG [--summary JSON] (scale-alignment monitor)
+  sa4depth figure ledger        --ledger CLAIMS_JSON --out PNG  (the claims ledger's comparisons as a
+                                forest plot; `sa4depth claims` writes it beside claims.json)
 
 Every figure names its data, scale and seeds in a footer, read from the files / run directories it
 is drawn from (``sa4depth.report.figures.source_caption``).
@@ -72,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also write each label's mean validation Abs Rel curve and its slope per window")
     p.add_argument("--window", type=int, default=200, help="steps per slope window of --summary (default 200)")
     p.add_argument("--out", required=True, help="output PNG")
+    p = sub.add_parser("ledger", help="the claims ledger's comparisons (claims.json) as a forest plot")
+    p.add_argument("--ledger", required=True, metavar="CLAIMS_JSON", help="a claims.json of `sa4depth claims`")
+    p.add_argument("--out", required=True, help="output PNG")
 
 
 def run(args) -> int:
@@ -85,6 +90,8 @@ def run(args) -> int:
     elif args.kind == "monitor":
         out = J.monitor_figure(_pairs(args.run, "--run"), args.out, args.title, summary=args.summary,
                                window=args.window)
+    elif args.kind == "ledger":
+        out = J.ledger_figure(args.ledger, args.out)
     elif args.kind == "montage":
         out = montage(_pairs(args.panel, "--panel"), args.out, title=args.title, caption=args.caption)
     elif args.kind == "qualitative":

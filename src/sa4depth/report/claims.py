@@ -919,4 +919,24 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
     write_json_atomic(js, ledger, unique=True)
     md = out / "claims.md"
     write_text_atomic(md, ledger_markdown(ledger, provenance), encoding="utf-8", unique=True)
-    return [js, md]
+    return [js, md, write_ledger_figure(ledger, out / LEDGER_FIGURE)]
+
+
+#: the forest plot of a ledger's comparisons, beside its claims.json (:func:`write_ledger`)
+LEDGER_FIGURE = "fig_ledger.png"
+
+
+def write_ledger_figure(ledger: Mapping[str, Any], out: str | Path) -> Path:
+    """The ledger's comparisons as one forest plot (:func:`sa4depth.report.figures.plot_ledger`), with
+    its data, scale and seeds in the footer."""
+    from sa4depth.report.figures import plot_ledger
+    from sa4depth.report.tables import data_caption
+
+    claims = ledger.get("claims", [])
+    caption = None
+    if claims:
+        caption = data_caption(", ".join(dict.fromkeys(c["data"] for c in claims)),
+                               ", ".join(dict.fromkeys(c["scale"] for c in claims)),
+                               range(max(c["seeds"] for c in claims)))
+    return plot_ledger(ledger, out, title="Claims ledger: each comparison's paired difference over seeds",
+                       caption=caption, unique=True)

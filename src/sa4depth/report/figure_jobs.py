@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["scale_factors_figure", "trajectories_figure", "monitor_figure", "qualitative_figure", "features_figure"]
+__all__ = ["scale_factors_figure", "trajectories_figure", "monitor_figure", "qualitative_figure", "features_figure",
+           "ledger_figure"]
 
 Pairs = Sequence[tuple[str, "str | os.PathLike"]]
 
@@ -163,3 +164,28 @@ def features_figure(run: str | os.PathLike, out: str | os.PathLike, index: int =
                          out, labels=("reference t", f"query t{other:+d}"),
                          title=f"SA4Depth feature net: validation sample {min(index, len(ds) - 1)} (Fig. 10)",
                          caption=source_caption([run]))
+
+
+def ledger_figure(ledger_json: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """The comparisons of a claims ledger (``claims.json`` of ``sa4depth claims``) as a forest plot
+    (:func:`sa4depth.report.claims.write_ledger_figure`)."""
+    from sa4depth.report.claims import write_ledger_figure
+
+    p = Path(ledger_json)
+    try:
+        ledger = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise FileNotFoundError(f"{p}: cannot read the ledger ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(ledger, dict) or not isinstance(ledger.get("claims"), list):
+        raise ValueError(f"{p}: not a claims ledger (no 'claims' list; write one with `sa4depth claims`)")
+    for c in ledger["claims"]:
+        for key in ("id", "data", "scale", "seeds", "comparisons"):
+            if key not in c:
+                raise ValueError(f"{p}: claim {c.get('id', '?')!r} has no {key!r}")
+        for m in c["comparisons"]:
+            for key in ("metric", "b_values", "mean_diff"):
+                if key not in m:
+                    raise ValueError(f"{p}: claim {c['id']!r}: a comparison has no {key!r}")
+    return write_ledger_figure(ledger, out)

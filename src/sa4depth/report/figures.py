@@ -29,7 +29,8 @@ from sa4depth.files import atomic_path
 
 __all__ = ["per_image_ratios", "plot_scale_factors", "montage", "odometry_plots", "plot_qualitative",
            "pca_rgb", "plot_features", "save_figure", "read_monitor_log", "plot_monitor", "source_info",
-           "source_caption", "align_sim3", "odometry_trajectories", "plot_trajectories"]
+           "source_caption", "align_sim3", "odometry_trajectories", "plot_trajectories", "ledger_rows",
+           "plot_ledger"]
 
 
 def _plt():
@@ -41,10 +42,11 @@ def _plt():
     return plt
 
 
-def save_figure(fig, out: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save atomically (``<stem>.tmp<suffix>`` + rename: the format follows the suffix) and close."""
+def save_figure(fig, out: str | os.PathLike, dpi: int = 120, unique: bool = False) -> Path:
+    """Save atomically (``<stem>.tmp<suffix>`` + rename: the format follows the suffix; ``unique``: a
+    per-process temporary name, for writers that may run at once) and close."""
     out = Path(out)
-    with atomic_path(out, keep_suffix=True) as tmp:
+    with atomic_path(out, keep_suffix=True, unique=unique) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
         _plt().close(fig)
     return out
@@ -550,3 +552,80 @@ def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: 
     fig.tight_layout()
     _footer(fig, caption)
     return save_figure(fig, out)
+
+
+def ledger_rows(ledger: Mapping) -> list[dict]:
+    """One row per comparison of a claims ledger (``claims.json``), in the ledger's order, for a forest
+    plot on one axis: the mean paired difference and its 95 % and family intervals, turned towards the
+    paper's claim (positive = the direction the paper claims: b - a where it claims a < b) and divided
+    by |mean of b| (so metrics of different units share the axis, in % of the compared row). A
+    comparison whose b mean is 0 or not finite cannot be scaled and is left out."""
+    rows = []
+    for c in ledger.get("claims", []):
+        for m in c.get("comparisons", []):
+            b = [float(v) for v in m.get("b_values", [])]
+            bmean = sum(b) / len(b) if b else math.nan
+            if not math.isfinite(bmean) or bmean == 0:
+                continue
+            sign = -1.0 if m.get("better") == "lower" else 1.0
+            scale = 100.0 * sign / abs(bmean)
+
+            def conv(iv):
+                return sorted((iv[0] * scale, iv[1] * scale)) if iv else None
+
+            label = m.get("label") or (f"{m['metric']}: {m['a']} vs {m['b']}" if "a" in m and "b" in m else m["metric"])
+            rows.append({"claim": c["id"], "verdict": c.get("verdict"), "label": label,
+                         "outcome": m.get("outcome"), "n": m.get("n", len(b)),
+                         "x": float(m["mean_diff"]) * scale, "ci95": conv(m.get("ci95")),
+                         "ci_family": conv(m.get("ci_family"))})
+    return rows
+
+
+def plot_ledger(ledger: Mapping, out: str | os.PathLike, title: str = "", caption: str | None = None,
+                unique: bool = False, clip: float = 150.0) -> Path:
+    """The ledger's comparisons as a forest plot (:func:`ledger_rows`): a dot at the mean paired
+    difference towards the paper's claim, a thick bar for the Bonferroni family interval the verdict
+    uses and a thin one for the 95 % interval; green where the comparison supports the claim, red
+    where it opposes it, grey where it is unclear; the axis ends at +-``clip`` % (a triangle marks an
+    interval going on beyond it). Claims not run yet are named in the title."""
+    plt = _plt()
+    rows = ledger_rows(ledger)
+    colour = {"supports": "tab:green", "opposes": "tab:red"}
+    fig, ax = plt.subplots(figsize=(12.0, 1.2 + 0.32 * max(1, len(rows))))
+    ys = list(range(len(rows)))[::-1]
+    reach = max([abs(v) for r in rows for v in (r["x"], *(r["ci_family"] or ()), *(r["ci95"] or ()))] or [1.0])
+    lim = min(reach, clip) * 1.05
+
+    def clipped(iv):
+        return [max(-lim, min(lim, v)) for v in iv]
+
+    for y, r in zip(ys, rows):
+        c = colour.get(r["outcome"], "0.45")
+        if r["ci95"]:
+            ax.plot(clipped(r["ci95"]), [y, y], color=c, lw=1.0)
+        if r["ci_family"]:
+            ax.plot(clipped(r["ci_family"]), [y, y], color=c, lw=3.0, alpha=0.45, solid_capstyle="butt")
+            for v, mk in ((r["ci_family"][0], "<"), (r["ci_family"][1], ">")):
+                if abs(v) > lim:  # the interval goes on beyond the axis
+                    ax.plot([math.copysign(lim, v)], [y], mk, color=c, ms=5)
+        if abs(r["x"]) <= lim:
+            ax.plot([r["x"]], [y], "o", color=c, ms=5)
+    ax.set_xlim(-lim, lim)
+    ax.axvline(0.0, color="0.2", lw=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([f"{r['claim']} ({r['verdict']}): {r['label']} (n={r['n']})" for r in rows], fontsize=8)
+    ax.set_xlabel("mean paired difference towards the paper's claim, % of the compared row's mean\n"
+                  "(thick: the family interval the verdict uses; thin: 95 %; green supports, red opposes, grey unclear; "
+                  "a triangle: the interval goes on beyond the axis)",
+                  fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    if not rows:
+        ax.text(0.5, 0.5, "no claim computed yet", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    pending = [p["id"] for p in ledger.get("pending", [])]
+    if pending:
+        ax.set_title(("" if not title else title + "\n") + f"not run yet: {', '.join(pending)}", fontsize=9)
+    elif title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _footer(fig, caption)
+    return save_figure(fig, out, unique=unique)
