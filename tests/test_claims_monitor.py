@@ -407,6 +407,41 @@ def test_monitor_columns_in_a_tiny_runs_log_and_damping_learns_only_in_row_6(dri
     assert r.returncode == 2 and "log.csv not found" in r.stderr
 
 
+def test_refinement_sweep_repeats_the_trainings_monitor_and_varies_only_the_refinement(driving, tmp_path):
+    """`sa4depth evaluate refinement`: at the run's own LM settings the monitor values equal those its
+    done.json recorded; other iteration counts and lambda at damping_min change the refined pose only."""
+    common = _data_args(driving) + ["model.depth_layers=18", "train.max_steps=3", "train.monitor_every=3",
+                                    "train.monitor_samples=4", "train.checkpoint_every=100"]
+    run = tmp_path / "r06"
+    assert train(load_config(scale="tiny", row="table_vi:r06_sa4depth", overrides=common), run, **QUIET).status == "done"
+    k = int(load_config(scale="tiny", row="table_vi:r06_sa4depth", overrides=common).refine.iterations)
+    out = tmp_path / "sweep.json"
+    r = subprocess.run([str(BIN), "evaluate", "refinement", "--run", str(run), "--iterations", str(k), "1",
+                        "--out", str(out), "--threads", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["evaluation"] == "refinement" and res["trained"]["iterations"] == k
+    # relative; float noise only where the thread count differs from the training's
+    assert res["matches_training"] is not None and res["matches_training"] <= 1e-4
+    rows = {(x["lm_iterations"], x["damping_setting"]): x for x in res["rows"]}
+    assert set(rows) == {(k, "trained"), (1, "trained"), (k, "min"), (1, "min")}
+    for x in res["rows"]:  # the pose net and the depth do not depend on the refinement's settings
+        for col in ("abs_rel", "net_trans_err", "net_align_std", "lm_cost_init"):
+            assert x[col] == rows[(k, "trained")][col], col
+    assert rows[(1, "min")]["damping"] == pytest.approx(float(res["trained"]["damping_min"]), rel=1e-5)
+    assert rows[(k, "trained")]["damping"] == pytest.approx(res["trained"]["damping"])
+    assert rows[(1, "trained")]["lm_cost_final"] != rows[(k, "trained")]["lm_cost_final"]
+    assert rows[(k, "min")]["ref_trans_err"] != rows[(k, "trained")]["ref_trans_err"]
+    assert res["provenance"]["trained"]["done"] is True
+    # a run without the refinement: a clear error, nothing written
+    base = tmp_path / "md2"
+    assert train(load_config(scale="tiny", row="table_ii:md2_18", overrides=common[:-4] + [
+        "train.max_steps=1", "train.monitor_every=0"]), base, **QUIET).status == "done"
+    r = subprocess.run([str(BIN), "evaluate", "refinement", "--run", str(base), "--out", str(tmp_path / "x.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not an SA4Depth run" in r.stderr and not (tmp_path / "x.json").exists()
+
+
 def test_curve_summary_slopes_and_seed_means_against_hand_computed_values():
     from sa4depth.report.figures import curve_summary
 

@@ -4,6 +4,9 @@
   sa4depth evaluate scale    --run RUN_DIR --out JSON
   sa4depth evaluate odometry --run RUN_DIR --sequence 09 [--sequence 10] | --pred-poses F --gt-poses F
   sa4depth evaluate video    --run RUN_DIR | --pred FILE [--gt GT_NPZ|auto] --out JSON
+  sa4depth evaluate refinement --run RUN_DIR [--iterations 1 2 3 5 10] [--damping trained min] --out JSON
+                             (an SA4Depth run's LM refinement under other settings, on the monitor's
+                             validation pairs, without training)
   ... [--config FILE] [key=value ...]
 
 Configuration: with --run, the run's stored config.yaml, then --config files and key=value
@@ -62,6 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("scale", help="Table I: variance of depth and pose scale factors on the val split")
     p.add_argument("--run", required=True, help="run directory or model.pt")
     p.add_argument("--max-batches", type=int, default=0, help=">0: only this many validation batches")
+    _common(p)
+
+    p = sub.add_parser("refinement", help="an SA4Depth run's refinement with other LM iteration counts and "
+                                          "damping, on the scale monitor's validation pairs (no training)")
+    p.add_argument("--run", required=True, help="run directory or model.pt of an SA4Depth run")
+    p.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 3, 5, 10], metavar="N",
+                   help="LM iteration counts to evaluate (default: 1 2 3 5 10)")
+    p.add_argument("--damping", nargs="+", default=["trained", "min"], choices=["trained", "min"],
+                   help="lambda: the run's learned value and/or refine.damping_min (default: both)")
     _common(p)
 
     p = sub.add_parser("odometry", help="Table V / Fig. 6: ATE, RPE, KITTI t_err / r_err")
@@ -124,6 +136,8 @@ def run(args) -> int:
                                   save_pred=args.save_pred, device=device)
     elif args.kind == "scale":
         res = jobs.evaluate_scale(cfg, mp, max_batches=args.max_batches, device=device)
+    elif args.kind == "refinement":
+        res = jobs.evaluate_refinement(cfg, mp, iterations=args.iterations, damping=args.damping, device=device)
     elif args.kind == "odometry":
         res = jobs.evaluate_odometry(cfg, mp, out=args.out, pred_poses=args.pred_poses, gt_poses=args.gt_poses,
                                      relative=args.relative, sequences=args.sequence, plot=args.plot,

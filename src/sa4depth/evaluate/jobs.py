@@ -46,7 +46,7 @@ class EvalResult:
     """One evaluation: ``result`` holds the numbers (the JSON's top-level keys besides ``evaluation``
     and ``provenance``); the rest is what :func:`write_result` records as provenance."""
 
-    kind: str                      # depth | scale | odometry | video (the JSON's "evaluation")
+    kind: str                      # depth | scale | odometry | video | refinement (the JSON's "evaluation")
     protocol: str                  # e.g. depth/eigen, odometry/kitti_devkit+evo_sim3
     result: dict[str, Any]
     cfg: Any                       # the resolved sa4depth.config.Config
@@ -308,6 +308,90 @@ def evaluate_scale(cfg, model_path: str | os.PathLike, *, max_batches: int = 0, 
         f"  ({res['num_samples']} samples)")
     vf = Path(cfg.data.splits_dir) / cfg.data.split / "val_files.txt"
     return EvalResult("scale", "scale/table_i", res, cfg, [vf] if vf.is_file() else [], device, model_path)
+
+
+#: the damping settings of :func:`evaluate_refinement`: the run's learned lambda, or lambda at
+#: ``refine.damping_min`` (the LM nearly a Gauss-Newton step)
+REFINE_DAMPING = ("trained", "min")
+
+
+def evaluate_refinement(cfg, model_path: str | os.PathLike, *, iterations: Sequence[int] = (1, 2, 3, 5, 10),
+                        damping: Sequence[str] = REFINE_DAMPING, device: str = "cpu",
+                        log: Log = print) -> EvalResult:
+    """The SA4Depth refinement of a trained run under other LM settings, without training: the
+    scale-alignment monitor (:class:`sa4depth.train.monitor.ScaleMonitor`, the run's validation
+    subset and sampled points) for each number of LM ``iterations`` and each ``damping`` setting
+    (:data:`REFINE_DAMPING`); the pose net's values are the same in every row. ``matches_training``:
+    the largest relative difference between the row at the run's own settings (when swept) and the
+    final monitor values its done.json recorded: 0 with the training's torch thread count, float
+    noise (about 1e-5) with another."""
+    import math
+
+    import torch
+
+    from sa4depth.models import read_model_file
+    from sa4depth.train.monitor import ScaleMonitor
+    from sa4depth.train.trainer import build_train_model
+
+    bad = [d for d in damping if d not in REFINE_DAMPING]
+    if bad or not damping:
+        raise ValueError(f"damping {bad or list(damping)!r}: choose from {', '.join(REFINE_DAMPING)}")
+    if not iterations or any(int(i) < 1 for i in iterations):
+        raise ValueError(f"iterations {list(iterations)!r}: one or more counts >= 1")
+    mp = Path(model_path)
+    payload = read_model_file(mp, map_location="cpu")
+    model = build_train_model(cfg, load_pretrained=False)
+    if model.refiner is None:
+        raise ValueError(f"{mp}: not an SA4Depth run (refine.enabled is false, or a matcher row): no refinement "
+                         f"to evaluate")
+    sds = payload["state_dicts"]
+    for name, module in model.named_modules_for_saving().items():
+        if name not in sds:
+            raise ValueError(f"{mp}: no {name!r} weights in the model file (has {sorted(sds)})")
+        try:
+            module.load_state_dict(sds[name])
+        except RuntimeError as e:
+            raise ValueError(f"{mp}: {name!r} weights do not match the run's config: {e}") from None
+    model.to(device).eval()
+    monitor = ScaleMonitor.from_config(cfg, torch.device(device), log=log)
+    if monitor is None or not monitor.has_pose:
+        raise ValueError(f"{mp}: the refinement needs validation GT depth and poses (train.monitor_every > 0 "
+                         f"and a dataset with GT poses), which this run's config does not give")
+    ref = model.refiner
+    trained_iterations, trained_logit = int(ref.opts.iterations), ref.damping_logit.detach().clone()
+    rows = []
+    try:
+        for mode in damping:
+            for it in iterations:
+                ref.opts.iterations = int(it)
+                with torch.no_grad():
+                    ref.damping_logit.copy_(trained_logit if mode == "trained"
+                                            else torch.full_like(trained_logit, -60.0))
+                vals = monitor(model)
+                rows.append({"lm_iterations": int(it), "damping_setting": mode, **vals})  # vals' damping: lambda
+                log(f"   {mode:7s} lambda, {int(it):3d} iterations: translation error refined "
+                    f"{vals.get('ref_trans_err', math.nan):.4g} / pose net {vals.get('net_trans_err', math.nan):.4g}, "
+                    f"worse pairs {vals.get('ref_worse_frac', math.nan):.3f}")
+    finally:
+        ref.opts.iterations = trained_iterations
+        with torch.no_grad():
+            ref.damping_logit.copy_(trained_logit)
+    done_mon = training_record(mp)
+    matches = None
+    own = [r for r in rows if r["lm_iterations"] == trained_iterations and r["damping_setting"] == "trained"]
+    if own and done_mon.get("done"):
+        from sa4depth.safeio import load_json_object
+
+        recorded = load_json_object(mp.parent / "done.json", "done.json").get("monitor") or {}
+        diffs = [abs(float(own[0][k]) - float(v)) / max(abs(float(v)), 1e-12) for k, v in recorded.items() if k in own[0]
+                 and isinstance(v, (int, float)) and math.isfinite(float(v)) and math.isfinite(float(own[0][k]))]
+        matches = max(diffs) if diffs else None
+    vf = Path(cfg.data.splits_dir) / cfg.data.split / "val_files.txt"
+    result = {"trained": {"iterations": trained_iterations, "damping": float(ref.damping.detach().mean()),
+                          "damping_min": float(cfg.refine.damping_min)},
+              "monitor_samples": len(monitor.indices), "rows": rows, "matches_training": matches}
+    return EvalResult("refinement", "refinement/monitor_sweep", result, cfg, [vf] if vf.is_file() else [],
+                      device, mp)
 
 
 def evaluate_odometry(cfg, model_path: str | os.PathLike | None = None, *, out: str | os.PathLike,

@@ -162,11 +162,12 @@ def param_groups(model: nn.Module, cfg: Config) -> list[dict[str, Any]]:
     return groups
 
 
-def build_train_model(cfg: Config) -> SelfSupModel:
-    """Depth/pose nets from :func:`sa4depth.models.build_models` (+ the SA4Depth refiner)."""
+def build_train_model(cfg: Config, load_pretrained: bool = True) -> SelfSupModel:
+    """Depth/pose nets from :func:`sa4depth.models.build_models` (+ the SA4Depth refiner);
+    ``load_pretrained=False`` when the weights come from a model file."""
     from sa4depth.models.io import build_models
 
-    nets = build_models(cfg)
+    nets = build_models(cfg, load_pretrained=load_pretrained)
     refiner = None
     if cfg.refine.enabled and not cfg.matcher.enabled:
         from sa4depth.refine.module import SA4DepthRefiner
