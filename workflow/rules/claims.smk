@@ -72,14 +72,34 @@ rule fig_monitor:
         "--summary {output.summary} > {log} 2>&1"
 
 
+rule claims_refinement:
+    """The headline SA4Depth runs' refinement at other LM iteration counts and damping (`sa4depth
+    evaluate refinement`), copied beside the ledger (results/metrics/ is not committed)."""
+    input:
+        refinement_sweeps(),
+    output:
+        [f"{CLAIMS_OUT}/refinement/{Path(f).parent.parent.name}_{Path(f).parent.name}.json" for f in refinement_sweeps()],
+    log:
+        f"logs/claims/refinement-{DATA}-{CLAIMS_SCALE}.log",
+    params:
+        pairs=lambda wc, input, output: " ".join(f"{i}:{o}" for i, o in zip(input, output)),
+    localrule: True
+    conda:
+        "../envs/sa4depth.yaml"
+    shell:
+        'for p in {params.pairs}; do cp -v "${{p%%:*}}" "${{p#*:}}"; done > {log} 2>&1'
+
+
 # The ledger's inputs too: the ledger is committed, and Snakemake does not rebuild a present output
 # for a missing input (in a fresh clone `snakemake claims` would otherwise do nothing).
 rule claims:
     input:
         rules.claims_ledger.output,
         rules.fig_monitor.output,
+        rules.claims_refinement.output,
         rules.claims_ledger.input.files,
         rules.fig_monitor.input,
+        rules.claims_refinement.input,
     localrule: True
 
 

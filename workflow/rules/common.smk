@@ -34,7 +34,7 @@ wildcard_constraints:
     seed="[0-9]+",
     profile="driving|dynamic|indoor",
     split="eigen|eigen_benchmark|cityscapes|nyu",
-    eval="depth_(eigen|eigen_benchmark|cityscapes|nyu)(_sa)?|scale|odometry|video",
+    eval="depth_(eigen|eigen_benchmark|cityscapes|nyu)(_sa)?|scale|odometry|video|refinement",
     table="table_[ivx]+",
 
 
@@ -154,7 +154,8 @@ def eval_command(wc):
     """`sa4depth evaluate` arguments of an evaluation id (sa4depth.pipeline.eval_id): depth_<split>[_sa]
     (the Eigen / benchmark / Cityscapes / NYU protocol, _sa without median scaling), scale (Table I),
     odometry (Table V / Fig. 6: the run's data.odom_test_sequences; the JSON, per-sequence PNGs and
-    <eval>_traj/<seq>.txt pose files beside it), video (Table VIII)."""
+    <eval>_traj/<seq>.txt pose files beside it), video (Table VIII), refinement (an SA4Depth run's LM
+    refinement at other iteration counts and damping: the ledger's results/claims/refinement/)."""
     m = re.fullmatch(r"depth_(eigen|eigen_benchmark|cityscapes|nyu)(_sa)?", wc.eval)
     if m:
         return f"depth --split {m.group(1)}" + (" --scale-aware" if m.group(2) else "")
@@ -204,6 +205,13 @@ def claim_files(ids=None):
 def monitor_runs():
     return [str(P.run_dir(DATA, CLAIMS_SCALE, e, s) / "done.json")
             for e in MONITOR_RUNS.values() for s in range(MONITOR_SEEDS)]
+
+
+def refinement_sweeps():
+    """`sa4depth evaluate refinement` of the monitor figure's SA4Depth runs (every seed of the headline
+    claim), in results/metrics/."""
+    return [str(P.metrics_path(DATA, CLAIMS_SCALE, MONITOR_RUNS["Md2-18 + SA4Depth"], s, "refinement"))
+            for s in range(MONITOR_SEEDS)]
 
 
 def monitor_args(wc, input):

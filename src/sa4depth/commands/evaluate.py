@@ -4,7 +4,7 @@
   sa4depth evaluate scale    --run RUN_DIR --out JSON
   sa4depth evaluate odometry --run RUN_DIR --sequence 09 [--sequence 10] | --pred-poses F --gt-poses F
   sa4depth evaluate video    --run RUN_DIR | --pred FILE [--gt GT_NPZ|auto] --out JSON
-  sa4depth evaluate refinement --run RUN_DIR [--iterations 1 2 3 5 10] [--damping trained min] --out JSON
+  sa4depth evaluate refinement --run RUN_DIR [--iterations 1 2 3 5 10 30] [--damping trained min] --out JSON
                              (an SA4Depth run's LM refinement under other settings, on the monitor's
                              validation pairs, without training)
   ... [--config FILE] [key=value ...]
@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("refinement", help="an SA4Depth run's refinement with other LM iteration counts and "
                                           "damping, on the scale monitor's validation pairs (no training)")
     p.add_argument("--run", required=True, help="run directory or model.pt of an SA4Depth run")
-    p.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 3, 5, 10], metavar="N",
-                   help="LM iteration counts to evaluate (default: 1 2 3 5 10)")
+    p.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 3, 5, 10, 30], metavar="N",
+                   help="LM iteration counts to evaluate (default: 1 2 3 5 10 30)")
     p.add_argument("--damping", nargs="+", default=["trained", "min"], choices=["trained", "min"],
                    help="lambda: the run's learned value and/or refine.damping_min (default: both)")
     _common(p)

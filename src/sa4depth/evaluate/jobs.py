@@ -315,7 +315,7 @@ def evaluate_scale(cfg, model_path: str | os.PathLike, *, max_batches: int = 0, 
 REFINE_DAMPING = ("trained", "min")
 
 
-def evaluate_refinement(cfg, model_path: str | os.PathLike, *, iterations: Sequence[int] = (1, 2, 3, 5, 10),
+def evaluate_refinement(cfg, model_path: str | os.PathLike, *, iterations: Sequence[int] = (1, 2, 3, 5, 10, 30),
                         damping: Sequence[str] = REFINE_DAMPING, device: str = "cpu",
                         log: Log = print) -> EvalResult:
     """The SA4Depth refinement of a trained run under other LM settings, without training: the
