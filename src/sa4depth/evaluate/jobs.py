@@ -330,6 +330,7 @@ def evaluate_refinement(cfg, model_path: str | os.PathLike, *, iterations: Seque
     import torch
 
     from sa4depth.models import read_model_file
+    from sa4depth.models.io import load_state_dicts
     from sa4depth.train.monitor import ScaleMonitor
     from sa4depth.train.trainer import build_train_model
 
@@ -344,14 +345,7 @@ def evaluate_refinement(cfg, model_path: str | os.PathLike, *, iterations: Seque
     if model.refiner is None:
         raise ValueError(f"{mp}: not an SA4Depth run (refine.enabled is false, or a matcher row): no refinement "
                          f"to evaluate")
-    sds = payload["state_dicts"]
-    for name, module in model.named_modules_for_saving().items():
-        if name not in sds:
-            raise ValueError(f"{mp}: no {name!r} weights in the model file (has {sorted(sds)})")
-        try:
-            module.load_state_dict(sds[name])
-        except RuntimeError as e:
-            raise ValueError(f"{mp}: {name!r} weights do not match the run's config: {e}") from None
+    load_state_dicts(model.named_modules_for_saving(), payload["state_dicts"], mp)
     model.to(device).eval()
     monitor = ScaleMonitor.from_config(cfg, torch.device(device), log=log)
     if monitor is None or not monitor.has_pose:

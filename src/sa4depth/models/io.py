@@ -27,6 +27,7 @@ __all__ = [
     "MODEL_FORMAT",
     "run_model_path",
     "build_models",
+    "load_state_dicts",
     "save_model_file",
     "read_model_file",
     "load_model_file",
@@ -141,6 +142,19 @@ def read_model_file(path: str | os.PathLike, map_location: str | torch.device = 
     return payload
 
 
+def load_state_dicts(modules: Mapping[str, nn.Module], state_dicts: Mapping[str, Any],
+                     path: str | os.PathLike) -> None:
+    """Load each of ``modules`` from its entry of a model file's ``state_dicts``; a missing entry or
+    one that does not fit the module (another architecture than the stored config's) names ``path``."""
+    for name, net in modules.items():
+        if name not in state_dicts:
+            raise ValueError(f"{path}: no {name!r} weights in the model file (has {sorted(state_dicts)})")
+        try:
+            net.load_state_dict(state_dicts[name])
+        except RuntimeError as e:
+            raise ValueError(f"{path}: {name!r} weights do not match the stored config's architecture: {e}") from None
+
+
 def load_model_file(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[Config, dict[str, Any]]:
@@ -158,14 +172,9 @@ def load_model_file(
     except (KeyError, AttributeError) as e:
         raise ValueError(f"{path}: stored config lacks a model key ({e})") from None
     sds = payload["state_dicts"]
-    for name, net in nets.items():
-        if name not in sds:
-            raise ValueError(f"{path}: no {name!r} weights in the model file (has {sorted(sds)})")
-        try:
-            net.load_state_dict(sds[name])
-        except RuntimeError as e:
-            raise ValueError(f"{path}: {name!r} weights do not match the stored config's architecture: {e}") from None
-        if isinstance(map_location, (str, torch.device)):
+    load_state_dicts(nets, sds, path)
+    if isinstance(map_location, (str, torch.device)):
+        for net in nets.values():
             net.to(map_location)
     modules: dict[str, Any] = dict(nets)
     modules["extra"] = {k: v for k, v in sds.items() if k not in nets}
