@@ -3,8 +3,9 @@
 For every comparison, the per-seed values of a and b (paired by seed), the mean difference a - b,
 its paired-t 95 % interval and a Bonferroni-corrected interval over the claim's comparisons; the
 verdict (reproduced | contradicted | inconclusive) is computed from those intervals
-(src/sa4depth/report/claims.py). Writes OUT_DIR/claims.json and claims.md, and copies every file it
-read under OUT_DIR/runs/ so the ledger is committed with its inputs.
+(src/sa4depth/report/claims.py). Writes OUT_DIR/claims.json, claims.md and fig_ledger.png (every
+comparison as a forest plot), and copies every file it read under OUT_DIR/runs/ so the ledger is
+committed with its inputs.
 
 Examples:
   sa4depth claims                               # all claims, every result file must exist
