@@ -245,23 +245,22 @@ def image_share(a_per_image: Sequence[Sequence[float]], b_per_image: Sequence[Se
     estimate with seeds - 1 degrees of freedom: with 3-5 seeds it can be off by a factor of 2.
     None when it cannot be told: fewer than 2 seeds or 2 images, per-image lists of unequal length,
     a non-finite value, or per-seed means that do not vary."""
+    import numpy as np
+
     if len(a_per_image) != len(b_per_image) or len(a_per_image) < 2:
         return None
     n_img = len(a_per_image[0])
     if n_img < 2 or any(len(x) != n_img for x in (*a_per_image, *b_per_image)):
         return None
-    d = [[float(x) - float(y) for x, y in zip(ra, rb)] for ra, rb in zip(a_per_image, b_per_image)]
-    if not all(math.isfinite(v) for row in d for v in row):
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.asarray(a_per_image, dtype=float) - np.asarray(b_per_image, dtype=float)  # (seeds, images)
+        seed_mean, img_mean = d.mean(axis=1), d.mean(axis=0)
+        var_seed_means = float(seed_mean.var(ddof=1))
+        residual = d - seed_mean[:, None] - img_mean[None, :] + d.mean()
+        interaction = float((residual ** 2).sum()) / ((d.shape[0] - 1) * (n_img - 1))
+    if not (np.isfinite(d).all() and math.isfinite(var_seed_means) and math.isfinite(interaction)) \
+            or var_seed_means <= 0:
         return None
-    n_seed = len(d)
-    seed_mean = [sum(row) / n_img for row in d]
-    img_mean = [sum(d[s][i] for s in range(n_seed)) / n_seed for i in range(n_img)]
-    grand = sum(seed_mean) / n_seed
-    var_seed_means = sum((m - grand) ** 2 for m in seed_mean) / (n_seed - 1)
-    if var_seed_means <= 0:
-        return None
-    ss_res = sum((d[s][i] - seed_mean[s] - img_mean[i] + grand) ** 2 for s in range(n_seed) for i in range(n_img))
-    interaction = ss_res / ((n_seed - 1) * (n_img - 1))
     share = min(1.0, interaction / n_img / var_seed_means)
     return {"share": share, "width_share": 1.0 - math.sqrt(1.0 - share), "images": n_img,
             "interaction_var": interaction, "seed_mean_var": var_seed_means}
@@ -642,13 +641,8 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                     commits[side].append((exp, s))
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
             pa, pb = per_img["a"], per_img["b"]
-            rec["image_share"] = None
-            if (pa and len(pa) == c.seeds and len(pb) == c.seeds and len(img_keys) == 1
-                    and all(x is not None for x in (*pa, *pb))):
-                try:  # a planning figure: never a reason for the ledger to fail
-                    rec["image_share"] = image_share(pa, pb)
-                except (ArithmeticError, ValueError, TypeError):
-                    pass
+            rec["image_share"] = (image_share(pa, pb) if pa and len(pa) == c.seeds and len(pb) == c.seeds
+                                  and len(img_keys) == 1 and all(x is not None for x in (*pa, *pb)) else None)
             comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
                           "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
                           **({"step": m.step} if m.step is not None else {}),
