@@ -166,6 +166,57 @@ def test_ledger_is_computed_from_the_result_files(tmp_path):
     assert m["a_trained_at"] == ["run not found"] * 3 and led["trained_at"] == {"run not found": 6}
 
 
+def test_ledger_from_its_committed_copies_and_new_runs(tmp_path, monkeypatch, capsys):
+    """`--runs A B --metrics A' B'`: each run read from the first root holding its folder, so a ledger's
+    committed copies (runs and metrics in one tree) and new runs answer one ledger; rebuilt into its own
+    folder, the copies stay as they were."""
+    spec = load_claims(_write(tmp_path / "claims.yaml", _CLAIMS_T1))
+    metrics = tmp_path / "metrics"
+    vals = {"ea": [0.20, 0.22, 0.21], "eb": [0.30, 0.33, 0.31]}
+    for exp, vs in vals.items():
+        for s, v in enumerate(vs[:2]):  # seeds 0 and 1 trained earlier
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": v}}))
+            (tmp_path / "runs" / "synthetic" / "tiny" / exp / f"seed{s}").mkdir(parents=True)
+    out = tmp_path / "ledger"
+    led = build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics, allow_missing=True)
+    assert [p["id"] for p in led["pending"]] == ["T1"]
+    # a fresh checkout: only the ledger's copies of seeds 0-1 (made here by hand), then seed 2 trained anew
+    copies = out / "runs"
+    for exp, vs in vals.items():
+        for s, v in enumerate(vs[:2]):
+            p = copies / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": v}}))
+    new_runs, new_metrics = tmp_path / "new_runs", tmp_path / "new_metrics"
+    for exp, vs in vals.items():
+        (new_runs / "synthetic" / "tiny" / exp / "seed2").mkdir(parents=True)
+        p = new_metrics / "synthetic" / "tiny" / exp / "seed2" / "depth_s.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps({"metrics": {"abs_rel": vs[2]}}))
+    with pytest.raises(ValueError, match="one metrics root per runs root"):
+        build_ledger(spec["claims"], "synthetic", "tiny", [copies, new_runs], [copies])
+    led = build_ledger(spec["claims"], "synthetic", "tiny", [copies, new_runs], [copies, new_metrics])
+    (c,) = led["claims"]
+    m = c["comparisons"][0]
+    assert m["a_values"] == vals["ea"] and m["b_values"] == vals["eb"] and c["verdict"] == "reproduced"
+    assert m["a_files"][0].startswith(str(copies)) and m["a_files"][2].startswith(str(new_metrics))
+    write_ledger(led, out)
+    js = json.loads((out / "claims.json").read_text())
+    files = js["claims"][0]["comparisons"][0]["b_files"]
+    assert [json.loads((out / f).read_text())["metrics"]["abs_rel"] for f in files] == vals["eb"]
+    # the command line: several run roots need their metrics roots
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "claims.yaml").write_text(_CLAIMS_T1.replace("a: ea, b: eb", "a: md2_18, b: md2_50"))
+    (tmp_path / "params" / "experiments.yaml").write_text((ROOT / "params/experiments.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    from sa4depth.cli import main
+
+    assert main(["claims", "--runs", "a", "b", "--out-dir", "x"]) != 0
+    assert "--metrics with one root each" in capsys.readouterr().err and not Path("x").exists()
+
+
 def test_ledger_names_the_commit_that_trained_each_run(tmp_path):
     """From each run's done.json: the short commit (-dirty), `unrecorded` without a git record, `run not
     found` without done.json; per comparison side, per claim and over the ledger, and in claims.md."""

@@ -13,6 +13,8 @@ Examples:
   sa4depth claims --only C2 --out-dir /tmp/c2
   sa4depth claims --readme README.md            # and the README's verdict table with it
   sa4depth claims --scale study --only C2 --seeds 3 --out-dir results/claims/headline   # make reproduce's
+  # the committed per-seed files (runs and metrics in one tree) and new runs, e.g. more seeds:
+  sa4depth claims --runs results/claims/runs runs --metrics results/claims/runs results/metrics
 """
 from __future__ import annotations
 
@@ -31,8 +33,12 @@ def add_arguments(p) -> None:
     p.add_argument("--allow-missing", action="store_true",
                    help="list claims with missing result files as pending instead of failing")
     p.add_argument("--out-dir", default="results/claims", help="output folder (default results/claims)")
-    p.add_argument("--runs", default="runs", help="root of the run folders (default runs)")
-    p.add_argument("--metrics", default="results/metrics", help="root of the metric JSONs (default results/metrics)")
+    p.add_argument("--runs", nargs="+", default=["runs"], metavar="DIR",
+                   help="root(s) of the run folders (default runs); with several, each run is read from the "
+                        "first root holding its folder, and its metric JSONs from the --metrics root in the "
+                        "same position")
+    p.add_argument("--metrics", nargs="+", default=None, metavar="DIR",
+                   help="root(s) of the metric JSONs, one per --runs root (default results/metrics)")
     p.add_argument("--readme", default=None, metavar="FILE",
                    help="also rewrite the verdict table between the '<!-- ledger-table: OUT_DIR/claims.md -->' "
                         "and '<!-- /ledger-table -->' lines of FILE (e.g. README.md; the path relative to FILE)")
@@ -56,7 +62,12 @@ def run(args) -> int:
         claims = [c for c in claims if c.id in want]
     claims = with_seeds(claims, args.seeds)
     scale = args.scale or spec["scale"]
-    ledger = build_ledger(claims, args.data, scale, args.runs, args.metrics, allow_missing=args.allow_missing,
+    metrics = args.metrics
+    if metrics is None:
+        if len(args.runs) > 1:
+            raise ValueError(f"--runs {' '.join(args.runs)}: several run roots need --metrics with one root each")
+        metrics = ["results/metrics"]
+    ledger = build_ledger(claims, args.data, scale, args.runs, metrics, allow_missing=args.allow_missing,
                           budget=spec["budget"])
     g = git_info()
     prov = {"git_commit": g.get("commit"), "git_dirty": g.get("dirty"), "claims_file": args.claims,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
-           "claim_inputs", "build_ledger", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
+           "claim_inputs", "build_ledger", "RunRoots", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
            "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
@@ -390,12 +390,11 @@ def _budget_summary(rows: Mapping[str, Mapping[str, Any]]) -> str:
                      if st in by_state)
 
 
-def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: BudgetRule,
+def _claim_budget(c: Claim, data: str, scale: str, roots: RunRoots, rule: BudgetRule,
                   known: dict[tuple[str, int, int | None], dict[str, Any]]) -> dict[str, Any]:
     """The learning state of every row a claim compares (per experiment, or experiment at a step for
     eval ``log``), from its seeds' log.csv; a row whose logs cannot be read is ``unknown`` with why.
     ``known``: the rows already classified for other claims (same experiment, seeds and step), reused."""
-    from sa4depth.pipeline import run_dir
     from sa4depth.report.figures import read_monitor_log
 
     rows: dict[str, dict[str, Any]] = {}
@@ -405,7 +404,7 @@ def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: 
             name = exp if upto is None else f"{exp} at step {upto}"
             key = (exp, c.seeds, upto)
             if key not in known:
-                files = [run_dir(data, scale, exp, s, runs_root) / "log.csv" for s in range(c.seeds)]
+                files = [roots.run_dir(data, scale, exp, s) / "log.csv" for s in range(c.seeds)]
                 try:
                     rec = learning_state([read_monitor_log(f) for f in files], rule, upto,
                                          names=[str(f) for f in files])
@@ -419,26 +418,66 @@ def _claim_budget(c: Claim, data: str, scale: str, runs_root: str | Path, rule: 
 
 
 # ----------------------------------------------------------------------------- files
-def _source_file(data: str, scale: str, exp: str, seed: int, eid: str, runs_root: str | Path,
-                 metrics_root: str | Path) -> Path:
-    from sa4depth.pipeline import metrics_path, run_dir
+@dataclass(frozen=True)
+class RunRoots:
+    """Where the runs and metric JSONs of a ledger are: one or more (runs root, metrics root) pairs.
+    A run (experiment, seed) is read from the first pair whose runs root holds its folder, else from
+    the first pair (where its missing files are then named): the files a committed ledger copied
+    (``results/claims/runs``, runs and metrics in one tree) and new runs can answer one ledger."""
+    pairs: tuple[tuple[Path, Path], ...]
 
+    @classmethod
+    def of(cls, runs_root: "str | Path | Sequence[str | Path] | RunRoots",
+           metrics_root: "str | Path | Sequence[str | Path] | None" = None) -> "RunRoots":
+        if isinstance(runs_root, RunRoots):
+            return runs_root
+        runs = [runs_root] if isinstance(runs_root, (str, Path)) else list(runs_root)
+        if metrics_root is None:
+            metrics_root = "results/metrics"
+        mets = [metrics_root] if isinstance(metrics_root, (str, Path)) else list(metrics_root)
+        if not runs or len(runs) != len(mets):
+            raise ValueError(f"runs roots {[str(r) for r in runs]} and metrics roots {[str(m) for m in mets]}: "
+                             f"give one metrics root per runs root")
+        return cls(tuple((Path(r), Path(m)) for r, m in zip(runs, mets)))
+
+    def _pair(self, data: str, scale: str, exp: str, seed: int) -> tuple[Path, Path]:
+        from sa4depth.pipeline import run_dir
+
+        for r, m in self.pairs:
+            if run_dir(data, scale, exp, seed, r).is_dir():
+                return r, m
+        return self.pairs[0]
+
+    def run_dir(self, data: str, scale: str, exp: str, seed: int) -> Path:
+        from sa4depth.pipeline import run_dir
+
+        return run_dir(data, scale, exp, seed, self._pair(data, scale, exp, seed)[0])
+
+    def metrics_path(self, data: str, scale: str, exp: str, seed: int, eid: str) -> Path:
+        from sa4depth.pipeline import metrics_path
+
+        return metrics_path(data, scale, exp, seed, eid, self._pair(data, scale, exp, seed)[1])
+
+
+def _source_file(data: str, scale: str, exp: str, seed: int, eid: str, roots: RunRoots) -> Path:
     if eid in (TRAIN_EVAL, TRAIN_LOG):  # "log" reads log.csv beside it, once the run has finished
-        return run_dir(data, scale, exp, seed, runs_root) / "done.json"
-    return metrics_path(data, scale, exp, seed, eid, metrics_root)
+        return roots.run_dir(data, scale, exp, seed) / "done.json"
+    return roots.metrics_path(data, scale, exp, seed, eid)
 
 
-def claim_inputs(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
-                 metrics_root: str | Path = "results/metrics") -> list[str]:
+def claim_inputs(claims: Sequence[Claim], data: str, scale: str,
+                 runs_root: str | Path | Sequence[str | Path] | RunRoots = "runs",
+                 metrics_root: str | Path | Sequence[str | Path] = "results/metrics") -> list[str]:
     """Every result file the ledger's comparisons read (metric JSONs and, for ``train`` and ``log``
     comparisons, done.json): the files a ledger needs. The learning-curve column also reads each
     compared run's log.csv where it exists (written with done.json), and says ``unknown`` where not."""
+    roots = RunRoots.of(runs_root, metrics_root)
     out: set[str] = set()
     for c in claims:
         for m in c.comparisons:
             for exp in (m.a, m.b):
                 for s in range(c.seeds):
-                    out.add(str(_source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)))
+                    out.add(str(_source_file(data, scale, exp, s, m.eval, roots)))
     return sorted(out)
 
 
@@ -520,13 +559,12 @@ def _short_commit(git: Any) -> str:
     return str(git["commit"])[:7] + ("-dirty" if git.get("dirty") else "")
 
 
-def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path,
+def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path | RunRoots,
                result: Mapping[str, Any] | None = None, done: Mapping[str, Any] | None = None) -> str:
     """The commit that trained a run: the short hash, with ``-dirty`` when the tree had uncommitted
     changes; :data:`UNRECORDED` or :data:`RUN_NOT_FOUND` otherwise. Read from the evaluation
     ``result``'s ``provenance.trained`` (what the evaluated model's run recorded) when it has one,
     else from the run's done.json (``git``; ``done``: its content, when the caller has read it)."""
-    from sa4depth.pipeline import run_dir
     from sa4depth.safeio import load_json_object
 
     prov = result.get("provenance") if isinstance(result, Mapping) else None
@@ -534,22 +572,21 @@ def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path
     if isinstance(trained, Mapping) and trained.get("done"):
         return _short_commit(trained.get("git"))
     if done is None:
-        f = run_dir(data, scale, exp, seed, runs_root) / "done.json"
+        f = RunRoots.of(runs_root).run_dir(data, scale, exp, seed) / "done.json"
         if not f.is_file():
             return RUN_NOT_FOUND
         done = load_json_object(f, "done.json")
     return _short_commit(done.get("git"))
 
 
-def _train_time(runs: Iterable[tuple[str, int]], data: str, scale: str, runs_root: str | Path) -> dict[str, Any]:
+def _train_time(runs: Iterable[tuple[str, int]], data: str, scale: str, roots: RunRoots) -> dict[str, Any]:
     """The training time of the runs read: the sum of their done.json ``wall_time_s`` (each run's own
     clock, resumed processes included), and how many runs have no such record."""
-    from sa4depth.pipeline import run_dir
     from sa4depth.safeio import load_json_object
 
     total, timed, untimed = 0.0, 0, 0
     for exp, s in sorted(runs):
-        f = run_dir(data, scale, exp, s, runs_root) / "done.json"
+        f = roots.run_dir(data, scale, exp, s) / "done.json"
         if not f.is_file():
             untimed += 1
             continue
@@ -582,22 +619,26 @@ def _pairing(comps: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> s
     return "each seed pairs runs trained at one commit"
 
 
-def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str | Path = "runs",
-                 metrics_root: str | Path = "results/metrics", allow_missing: bool = False,
+def build_ledger(claims: Sequence[Claim], data: str, scale: str,
+                 runs_root: str | Path | Sequence[str | Path] = "runs",
+                 metrics_root: str | Path | Sequence[str | Path] = "results/metrics", allow_missing: bool = False,
                  budget: BudgetRule | None = None) -> dict[str, Any]:
     """The ledger as a dict (what ``claims.json`` holds), computed from the result files only (and,
-    for the learning-curve column, the runs' log.csv under ``runs_root``).
+    for the learning-curve column, the runs' log.csv under ``runs_root``). ``runs_root`` and
+    ``metrics_root`` may each be a list, pairwise (:class:`RunRoots`: each run from the first pair
+    holding its folder).
 
     ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
     missing files) instead of stopping the ledger; without it, a missing file is an error.
     ``budget``: the rule by which each claim's compared rows are classified on their learning curves
     (the runs' log.csv; :func:`learning_state`)."""
     budget = budget or BudgetRule()
+    roots = RunRoots.of(runs_root, metrics_root)
     out, pending = [], []
     rows_known: dict[tuple[str, int, int | None], dict[str, Any]] = {}
     all_runs: dict[tuple[str, int], list[str]] = {}
     for c in claims:
-        missing = [f for f in claim_inputs([c], data, scale, runs_root, metrics_root) if not Path(f).is_file()]
+        missing = [f for f in claim_inputs([c], data, scale, roots) if not Path(f).is_file()]
         if missing and allow_missing:
             pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
                             "seeds": c.seeds,
@@ -612,7 +653,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
             img_keys: set[tuple] = set()
             for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
                 for s in range(c.seeds):
-                    f = _source_file(data, scale, exp, s, m.eval, runs_root, metrics_root)
+                    f = _source_file(data, scale, exp, s, m.eval, roots)
                     if not f.is_file():
                         raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing "
                                                 f"(run `snakemake claims`)")
@@ -635,9 +676,9 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
                     seen = all_runs.setdefault((exp, s), [])
                     if not any(x not in _UNKNOWN for x in seen):
                         if m.eval == TRAIN_EVAL:  # `result` is the run's done.json itself
-                            seen.append(trained_at(data, scale, exp, s, runs_root, done=result))
+                            seen.append(trained_at(data, scale, exp, s, roots, done=result))
                         else:
-                            seen.append(trained_at(data, scale, exp, s, runs_root, result))
+                            seen.append(trained_at(data, scale, exp, s, roots, result))
                     commits[side].append((exp, s))
             rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
             pa, pb = per_img["a"], per_img["b"]
@@ -652,7 +693,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
             "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
             "verdict": claim_verdict(x["outcome"] for x in comps),
             "scale": scale, "data": data, "seeds": c.seeds, "substitutions": c.substitutions,
-            "note": c.note, "comparisons": comps, "budget": _claim_budget(c, data, scale, runs_root, budget, rows_known),
+            "note": c.note, "comparisons": comps, "budget": _claim_budget(c, data, scale, roots, budget, rows_known),
         })
     # a run read through several files: the commit its evaluations recorded wins over an unknown one
     run_commit = {k: next((c for c in v if c not in _UNKNOWN), next((c for c in v if c == UNRECORDED), v[0]))
@@ -666,7 +707,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str, runs_root: str 
         c["trained_at"] = _commit_counts(run_commit[k] for k in sorted(runs))
         c["pairing"] = _pairing(c["comparisons"], c["trained_at"])
     return {"claims": out, "pending": pending, "trained_at": _commit_counts(run_commit.values()),
-            "train_time": _train_time(all_runs, data, scale, runs_root), "budget_rule": asdict(budget)}
+            "train_time": _train_time(all_runs, data, scale, roots), "budget_rule": asdict(budget)}
 
 
 def _trained_at_text(counts: Mapping[str, int]) -> str:
@@ -867,8 +908,10 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
 def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                  provenance: Mapping[str, Any] | None = None) -> list[Path]:
     """Write ``claims.json`` / ``claims.md`` atomically; copy every source file under
-    ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/`` (and the run's ``log.csv`` and ``config.yaml``
-    for ``train`` and ``log`` comparisons: the learning curve and what was trained) so the ledger and its inputs are committed together."""
+    ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/``, with each compared run's ``log.csv``,
+    ``done.json`` and ``config.yaml`` (the learning curve, what was trained, its commit and time), so
+    the ledger and its inputs are committed together and the ledger can be rebuilt from the copies
+    (:class:`RunRoots`)."""
     from sa4depth.files import copy_atomic, write_json_atomic, write_text_atomic
 
     # two `claim_<ID>` jobs may write the same ledger at once (same inputs, same bytes): per-process
@@ -881,7 +924,8 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
         """Copy ``src`` to ``dst`` unless it was copied already; where its copy is."""
         if str(src) not in copied:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            copy_atomic(src, dst, unique=True)
+            if not (dst.exists() and dst.samefile(src)):  # a ledger rebuilt from its own copies
+                copy_atomic(src, dst, unique=True)
             copied[str(src)] = dst
         return copied[str(src)]
     for c in ledger["claims"]:
@@ -906,6 +950,9 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                 src = Path(f)  # <runs>/<data>/<scale>/<exp>/seed<N>/log.csv
                 dst = out / "runs" / c["data"] / c["scale"] / src.parent.parent.name / src.parent.name / src.name
                 rel_files.append(str(copy_once(src, dst).relative_to(out)))
+                for extra in ("done.json", "config.yaml"):  # what was trained, its commit and time
+                    if (src.parent / extra).is_file():
+                        copy_once(src.parent / extra, dst.parent / extra)
             row["log_files"] = rel_files
     if provenance:
         ledger = {"provenance": dict(provenance), **ledger}
