@@ -206,6 +206,20 @@ def test_ledger_from_its_committed_copies_and_new_runs(tmp_path, monkeypatch, ca
     js = json.loads((out / "claims.json").read_text())
     files = js["claims"][0]["comparisons"][0]["b_files"]
     assert [json.loads((out / f).read_text())["metrics"]["abs_rel"] for f in files] == vals["eb"]
+    # a finished run is read where it finished: an unfinished folder in an earlier root (seed 0 of ea
+    # retrained in new_runs, no done.json yet, its own metric JSON) does not hide it; a file the
+    # finished run's root lacks (seed 2's copy holding done.json only) comes from the root that has it
+    (copies / "synthetic" / "tiny" / "ea" / "seed0" / "done.json").write_text("{}")
+    (new_runs / "synthetic" / "tiny" / "ea" / "seed0").mkdir(parents=True)
+    p = new_metrics / "synthetic" / "tiny" / "ea" / "seed0" / "depth_s.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"metrics": {"abs_rel": 0.99}}))
+    (copies / "synthetic" / "tiny" / "eb" / "seed2" / "depth_s.json").unlink()  # written by write_ledger
+    (copies / "synthetic" / "tiny" / "eb" / "seed2" / "done.json").write_text("{}")
+    (c,) = build_ledger(spec["claims"], "synthetic", "tiny", [new_runs, copies], [new_metrics, copies])["claims"]
+    m = c["comparisons"][0]
+    assert m["a_values"] == vals["ea"] and m["b_values"] == vals["eb"]
+    assert m["b_files"][2].startswith(str(new_metrics))
     # the command line: several run roots need their metrics roots
     (tmp_path / "params").mkdir()
     (tmp_path / "params" / "claims.yaml").write_text(_CLAIMS_T1.replace("a: ea, b: eb", "a: md2_18, b: md2_50"))

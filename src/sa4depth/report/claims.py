@@ -404,7 +404,7 @@ def _claim_budget(c: Claim, data: str, scale: str, roots: RunRoots, rule: Budget
             name = exp if upto is None else f"{exp} at step {upto}"
             key = (exp, c.seeds, upto)
             if key not in known:
-                files = [roots.run_dir(data, scale, exp, s) / "log.csv" for s in range(c.seeds)]
+                files = [roots.run_file(data, scale, exp, s, "log.csv") for s in range(c.seeds)]
                 try:
                     rec = learning_state([read_monitor_log(f) for f in files], rule, upto,
                                          names=[str(f) for f in files])
@@ -421,47 +421,56 @@ def _claim_budget(c: Claim, data: str, scale: str, roots: RunRoots, rule: Budget
 @dataclass(frozen=True)
 class RunRoots:
     """Where the runs and metric JSONs of a ledger are: one or more (runs root, metrics root) pairs.
-    A run (experiment, seed) is read from the first pair whose runs root holds its folder, else from
-    the first pair (where its missing files are then named): the files a committed ledger copied
-    (``results/claims/runs``, runs and metrics in one tree) and new runs can answer one ledger."""
+    A run (experiment, seed) is read from the first pair whose run folder holds a ``done.json`` (a
+    finished run: an unfinished one elsewhere does not hide it); a file that pair lacks, or any
+    file of a run with no done.json anywhere, from the first pair that has that file; a file no pair
+    has is named under the first pair. So a ledger's committed copies (``results/claims/runs``, runs
+    and metrics in one tree) and runs trained since can answer one ledger."""
     pairs: tuple[tuple[Path, Path], ...]
 
     @classmethod
     def of(cls, runs_root: "str | Path | Sequence[str | Path] | RunRoots",
            metrics_root: "str | Path | Sequence[str | Path] | None" = None) -> "RunRoots":
+        """``metrics_root`` None: ``results/metrics`` for every runs root (for callers that read run
+        folders only)."""
         if isinstance(runs_root, RunRoots):
             return runs_root
         runs = [runs_root] if isinstance(runs_root, (str, Path)) else list(runs_root)
         if metrics_root is None:
-            metrics_root = "results/metrics"
+            metrics_root = ["results/metrics"] * len(runs)
         mets = [metrics_root] if isinstance(metrics_root, (str, Path)) else list(metrics_root)
         if not runs or len(runs) != len(mets):
             raise ValueError(f"runs roots {[str(r) for r in runs]} and metrics roots {[str(m) for m in mets]}: "
                              f"give one metrics root per runs root")
         return cls(tuple((Path(r), Path(m)) for r, m in zip(runs, mets)))
 
-    def _pair(self, data: str, scale: str, exp: str, seed: int) -> tuple[Path, Path]:
+    def _pick(self, data: str, scale: str, exp: str, seed: int, candidates: Sequence[Path]) -> Path:
+        """Of one file's path under each pair (``candidates``, in pair order): the finished run's, the
+        first that exists, or the first."""
         from sa4depth.pipeline import run_dir
 
-        for r, m in self.pairs:
-            if run_dir(data, scale, exp, seed, r).is_dir():
-                return r, m
-        return self.pairs[0]
+        done = next((i for i, (r, _) in enumerate(self.pairs)
+                     if (run_dir(data, scale, exp, seed, r) / "done.json").is_file()), None)
+        if done is not None and candidates[done].is_file():
+            return candidates[done]
+        return next((c for c in candidates if c.is_file()), candidates[0])
 
-    def run_dir(self, data: str, scale: str, exp: str, seed: int) -> Path:
+    def run_file(self, data: str, scale: str, exp: str, seed: int, name: str) -> Path:
+        """A file of the run's folder (``done.json``, ``log.csv``, ``config.yaml``)."""
         from sa4depth.pipeline import run_dir
 
-        return run_dir(data, scale, exp, seed, self._pair(data, scale, exp, seed)[0])
+        return self._pick(data, scale, exp, seed, [run_dir(data, scale, exp, seed, r) / name for r, _ in self.pairs])
 
     def metrics_path(self, data: str, scale: str, exp: str, seed: int, eid: str) -> Path:
         from sa4depth.pipeline import metrics_path
 
-        return metrics_path(data, scale, exp, seed, eid, self._pair(data, scale, exp, seed)[1])
+        return self._pick(data, scale, exp, seed,
+                          [metrics_path(data, scale, exp, seed, eid, m) for _, m in self.pairs])
 
 
 def _source_file(data: str, scale: str, exp: str, seed: int, eid: str, roots: RunRoots) -> Path:
     if eid in (TRAIN_EVAL, TRAIN_LOG):  # "log" reads log.csv beside it, once the run has finished
-        return roots.run_dir(data, scale, exp, seed) / "done.json"
+        return roots.run_file(data, scale, exp, seed, "done.json")
     return roots.metrics_path(data, scale, exp, seed, eid)
 
 
@@ -471,7 +480,7 @@ def claim_inputs(claims: Sequence[Claim], data: str, scale: str,
     """Every result file the ledger's comparisons read (metric JSONs and, for ``train`` and ``log``
     comparisons, done.json): the files a ledger needs. The learning-curve column also reads each
     compared run's log.csv where it exists (written with done.json), and says ``unknown`` where not."""
-    roots = RunRoots.of(runs_root, metrics_root)
+    roots = RunRoots.of(runs_root, metrics_root)  # a RunRoots carries its own metrics roots
     out: set[str] = set()
     for c in claims:
         for m in c.comparisons:
@@ -572,7 +581,7 @@ def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path
     if isinstance(trained, Mapping) and trained.get("done"):
         return _short_commit(trained.get("git"))
     if done is None:
-        f = RunRoots.of(runs_root).run_dir(data, scale, exp, seed) / "done.json"
+        f = RunRoots.of(runs_root).run_file(data, scale, exp, seed, "done.json")
         if not f.is_file():
             return RUN_NOT_FOUND
         done = load_json_object(f, "done.json")
@@ -586,7 +595,7 @@ def _train_time(runs: Iterable[tuple[str, int]], data: str, scale: str, roots: R
 
     total, timed, untimed = 0.0, 0, 0
     for exp, s in sorted(runs):
-        f = roots.run_dir(data, scale, exp, s) / "done.json"
+        f = roots.run_file(data, scale, exp, s, "done.json")
         if not f.is_file():
             untimed += 1
             continue
@@ -626,7 +635,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
     """The ledger as a dict (what ``claims.json`` holds), computed from the result files only (and,
     for the learning-curve column, the runs' log.csv under ``runs_root``). ``runs_root`` and
     ``metrics_root`` may each be a list, pairwise (:class:`RunRoots`: each run from the first pair
-    holding its folder).
+    where it finished, each file from the first pair that has it).
 
     ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
     missing files) instead of stopping the ledger; without it, a missing file is an error.
