@@ -231,6 +231,34 @@ def test_ledger_from_its_committed_copies_and_new_runs(tmp_path, monkeypatch, ca
     assert "--metrics with one root each" in capsys.readouterr().err and not Path("x").exists()
 
 
+def test_result_made_with_another_config_counts_as_missing_when_checked(tmp_path):
+    """check_config (the CLI's default): a metric JSON whose provenance records a training config other
+    than the params give now is listed as missing, and named as made with another config."""
+    from sa4depth.pipeline import experiment_config
+    from sa4depth.report.claims import STALE, is_current
+
+    spec = load_claims(_write(tmp_path / "claims.yaml", _CLAIMS_T1.replace("a: ea, b: eb", "a: md2_18, b: md2_50")))
+    metrics = tmp_path / "metrics"
+    for exp, vs in {"md2_18": [0.20, 0.22, 0.21], "md2_50": [0.30, 0.33, 0.31]}.items():
+        for s, v in enumerate(vs):
+            cfg = experiment_config(exp, "synthetic", "tiny", s)[0]
+            if (exp, s) == ("md2_50", 1):
+                cfg["loss"]["smoothness"] = 0.5
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": v}, "provenance": {"config": cfg}}))
+    stale = metrics / "synthetic" / "tiny" / "md2_50" / "seed1" / "depth_s.json"
+    assert not is_current(stale, "synthetic", "tiny", "md2_50", 1)
+    assert is_current(stale.parent.parent / "seed0" / "depth_s.json", "synthetic", "tiny", "md2_50", 0)
+    assert build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics)["claims"][0]["verdict"] \
+        == "reproduced"  # not checked: read
+    led = build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics, allow_missing=True,
+                       check_config=True)
+    assert not led["claims"] and led["pending"][0]["missing_files"] == [str(stale) + STALE]
+    with pytest.raises(FileNotFoundError, match="md2_50 seed 1 needed by claim T1 is missing \\(made with another"):
+        build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics, check_config=True)
+
+
 def test_ledger_names_the_commit_that_trained_each_run(tmp_path):
     """From each run's done.json: the short commit (-dirty), `unrecorded` without a git record, `run not
     found` without done.json; per comparison side, per claim and over the ledger, and in claims.md."""

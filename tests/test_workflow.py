@@ -233,6 +233,35 @@ def test_dry_run_claims_trains_each_claims_seeds_once_and_keys_its_output(sandbo
 
 
 @needs_snakemake
+def test_committed_ledger_copies_stand_in_for_runs_only_where_their_config_is_current(tmp_path):
+    """A fresh clone's `snakemake claim_C2` trains only what the committed ledger lacks: a copy whose
+    recorded training config is what the params give now replaces its run; a stale one does not."""
+    import json
+
+    d = tmp_path / "wf"
+    d.mkdir()
+    for name in ("Snakefile", "workflow", "params", "slurm", "local"):
+        (d / name).symlink_to(REPO / name)
+    copies = d / "results" / "claims" / "synthetic-tiny" / "runs" / "synthetic" / "tiny"
+    for seed, change in ((0, None), (1, 123)):
+        cfg = P.experiment_config("md2_18", "synthetic", "tiny", seed)[0]
+        if change is not None:
+            cfg["train"]["max_steps"] = change  # trained with another budget than the params give now
+        f = copies / "md2_18" / f"seed{seed}" / "depth_eigen_benchmark.json"
+        f.parent.mkdir(parents=True)
+        f.write_text(json.dumps({"metrics": {"abs_rel": 0.2}, "provenance": {"config": cfg}}))
+    r = _snake(d, "-n", "-p", "claim_C2", "--config", "claims_scale=tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _jobs(r.stdout)["train"] == 9    # 10 runs, seed 0 of md2_18 from its copy
+    assert "runs/synthetic/tiny/md2_18/seed0/done.json" not in r.stdout
+    assert "runs/synthetic/tiny/md2_18/seed1/done.json" in r.stdout
+    assert "--runs runs results/claims/synthetic-tiny/runs" in r.stdout
+    r = _snake(d, "-n", "claim_C2", "--config", "claims_scale=tiny", "ledger_copies=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _jobs(r.stdout)["train"] == 10
+
+
+@needs_snakemake
 def test_dry_run_reproduce_is_the_paper_plus_the_headline_claim_at_its_seeds(sandbox):
     """`make reproduce` = the paper DAG at `scale` and the headline claim's runs at `headline_scale`
     with config headline_seeds seeds, its ledger keyed beside (never over) the full ledger."""

@@ -21,10 +21,11 @@ rule claims_ledger:
         data=DATA,
         scale=CLAIMS_SCALE,
         out=lambda wc, output: str(Path(output.json).parent),
+        roots=LEDGER_ROOTS,
     conda:
         "../envs/sa4depth.yaml"
     shell:
-        "sa4depth claims --data {params.data} --scale {params.scale} --out-dir {params.out} > {log} 2>&1"
+        "sa4depth claims --data {params.data} --scale {params.scale} {params.roots} --out-dir {params.out} > {log} 2>&1"
 
 
 rule headline_ledger:
@@ -72,34 +73,39 @@ rule fig_monitor:
         "--summary {output.summary} > {log} 2>&1"
 
 
-rule claims_refinement:
-    """The headline SA4Depth runs' refinement at other LM iteration counts and damping (`sa4depth
-    evaluate refinement`), copied beside the ledger (results/metrics/ is not committed)."""
-    input:
-        refinement_sweeps(),
-    output:
-        [f"{CLAIMS_OUT}/refinement/{Path(f).parent.parent.name}_{Path(f).parent.name}.json" for f in refinement_sweeps()],
-    log:
-        f"logs/claims/refinement-{DATA}-{CLAIMS_SCALE}.log",
-    params:
-        pairs=lambda wc, input, output: " ".join(f"{i}:{o}" for i, o in zip(input, output)),
-    localrule: True
-    conda:
-        "../envs/sa4depth.yaml"
-    shell:
-        'for p in {params.pairs}; do cp -v "${{p%%:*}}" "${{p#*:}}"; done > {log} 2>&1'
+# only the sweeps whose current copy is not committed (REFINEMENT_TODO): a committed copy is then a
+# plain source file, so Snakemake has no rule that would re-evaluate (and retrain) its run
+if REFINEMENT_TODO:
+
+    rule claims_refinement:
+        """The headline SA4Depth runs' refinement at other LM iteration counts and damping (`sa4depth
+        evaluate refinement`), copied beside the ledger (results/metrics/ is not committed)."""
+        input:
+            REFINEMENT_TODO,
+        output:
+            [refinement_copy(f) for f in REFINEMENT_TODO],
+        log:
+            f"logs/claims/refinement-{DATA}-{CLAIMS_SCALE}.log",
+        params:
+            pairs=lambda wc, input, output: " ".join(f"{i}:{o}" for i, o in zip(input, output)),
+        localrule: True
+        conda:
+            "../envs/sa4depth.yaml"
+        shell:
+            'for p in {params.pairs}; do cp -v "${{p%%:*}}" "${{p#*:}}"; done > {log} 2>&1'
 
 
-# The ledger's inputs too: the ledger is committed, and Snakemake does not rebuild a present output
-# for a missing input (in a fresh clone `snakemake claims` would otherwise do nothing).
+# The ledger's inputs too: the ledger is committed, and a fresh clone's `snakemake claims` must still
+# train what it lacks; where the committed ledger's copy of a run's result stands in for it (config
+# ledger_copies), nothing is trained for it.
 rule claims:
     input:
         rules.claims_ledger.output,
         rules.fig_monitor.output,
-        rules.claims_refinement.output,
+        [refinement_copy(f) for f in refinement_sweeps()],
         rules.claims_ledger.input.files,
         rules.fig_monitor.input,
-        rules.claims_refinement.input,
+        REFINEMENT_TODO,
     localrule: True
 
 
@@ -127,9 +133,10 @@ for _c in CLAIMS["claims"]:
             data=DATA,
             scale=CLAIMS_SCALE,
             out=CLAIMS_OUT,
+            roots=LEDGER_ROOTS,
         localrule: True
         conda:
             "../envs/sa4depth.yaml"
         shell:
-            "sa4depth claims --data {params.data} --scale {params.scale} --allow-missing --out-dir {params.out} "
-            "> {log} 2>&1 && cat {log}"
+            "sa4depth claims --data {params.data} --scale {params.scale} {params.roots} --allow-missing "
+            "--out-dir {params.out} > {log} 2>&1 && cat {log}"

@@ -197,13 +197,34 @@ MONITOR_RUNS = {"Md2-18": "md2_18", "Md2-18 + SA4Depth": "sa4depth_md2_18"}
 MONITOR_SEEDS = max([c.seeds for c in CLAIMS["claims"] if c.id == "C2"] or [3])
 
 
+# where the committed ledger keeps its per-seed copies (config ledger_copies; None: not used)
+LEDGER_COPIES = f"{CLAIMS_OUT}/runs" if str(config.get("ledger_copies", True)).lower() == "true" else None
+# `sa4depth claims` reads this machine's runs first, then the committed copies (each run where it
+# finished, a copy made with another config than the params give now counts as missing)
+LEDGER_ROOTS = (f"--runs runs {LEDGER_COPIES} --metrics results/metrics {LEDGER_COPIES}" if LEDGER_COPIES
+                else "--runs runs --metrics results/metrics")
+
+
+def committed_or(f, copy=None):
+    """``f`` (a run's done.json or a metric JSON of the claims scale), or the committed ledger's copy
+    of it (``copy``: where, default under LEDGER_COPIES) when ``f`` is not on this machine and the copy
+    records the config the params give now: a source file, so the DAG trains nothing for it."""
+    if not LEDGER_COPIES or Path(f).is_file():
+        return f
+    parts = Path(f).parts[-5:]  # <data>/<scale>/<exp>/seed<N>/<name>
+    c = Path(copy) if copy else CL.committed_copy(f, LEDGER_COPIES)
+    if c.is_file() and CL.is_current(c, DATA, CLAIMS_SCALE, parts[2], int(parts[3][4:])):
+        return str(c)
+    return f
+
+
 def claim_files(ids=None):
     chosen = [c for c in CLAIMS["claims"] if ids is None or c.id in ids]
-    return CL.claim_inputs(chosen, DATA, CLAIMS_SCALE)
+    return [committed_or(f) for f in CL.claim_inputs(chosen, DATA, CLAIMS_SCALE)]
 
 
 def monitor_runs():
-    return [str(P.run_dir(DATA, CLAIMS_SCALE, e, s) / "done.json")
+    return [committed_or(str(P.run_dir(DATA, CLAIMS_SCALE, e, s) / "done.json"))
             for e in MONITOR_RUNS.values() for s in range(MONITOR_SEEDS)]
 
 
@@ -212,6 +233,15 @@ def refinement_sweeps():
     claim), in results/metrics/."""
     return [str(P.metrics_path(DATA, CLAIMS_SCALE, MONITOR_RUNS["Md2-18 + SA4Depth"], s, "refinement"))
             for s in range(MONITOR_SEEDS)]
+
+
+def refinement_copy(f):
+    """Where `claims_refinement` copies a refinement sweep beside the ledger."""
+    return f"{CLAIMS_OUT}/refinement/{Path(f).parent.parent.name}_{Path(f).parent.name}.json"
+
+
+# the sweeps to evaluate here: those without a current committed copy beside the ledger
+REFINEMENT_TODO = [f for f in refinement_sweeps() if committed_or(f, refinement_copy(f)) == f]
 
 
 def monitor_args(wc, input):

@@ -13,8 +13,8 @@ Examples:
   sa4depth claims --only C2 --out-dir /tmp/c2
   sa4depth claims --readme README.md            # and the README's verdict table with it
   sa4depth claims --scale study --only C2 --seeds 3 --out-dir results/claims/headline   # make reproduce's
-  # the committed per-seed files (runs and metrics in one tree) and new runs, e.g. more seeds:
-  sa4depth claims --runs results/claims/runs runs --metrics results/claims/runs results/metrics
+  # this machine's runs, then the committed per-seed copies (runs and metrics in one tree):
+  sa4depth claims --runs runs results/claims/runs --metrics results/metrics results/claims/runs
 """
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def add_arguments(p) -> None:
                         "same position")
     p.add_argument("--metrics", nargs="+", default=None, metavar="DIR",
                    help="root(s) of the metric JSONs, one per --runs root (default results/metrics)")
+    p.add_argument("--no-check-config", dest="check_config", action="store_false",
+                   help="read result files whatever training config they record (default: a file made with "
+                        "another config than the params give now counts as missing, named as such)")
     p.add_argument("--readme", default=None, metavar="FILE",
                    help="also rewrite the verdict table between the '<!-- ledger-table: OUT_DIR/claims.md -->' "
                         "and '<!-- /ledger-table -->' lines of FILE (e.g. README.md; the path relative to FILE)")
@@ -68,7 +71,7 @@ def run(args) -> int:
             raise ValueError(f"--runs {' '.join(args.runs)}: several run roots need --metrics with one root each")
         metrics = ["results/metrics"]
     ledger = build_ledger(claims, args.data, scale, args.runs, metrics, allow_missing=args.allow_missing,
-                          budget=spec["budget"])
+                          budget=spec["budget"], check_config=args.check_config)
     g = git_info()
     prov = {"git_commit": g.get("commit"), "git_dirty": g.get("dirty"), "claims_file": args.claims,
             "data": args.data, "scale": scale, "seeds_override": args.seeds,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
-           "claim_inputs", "build_ledger", "RunRoots", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
+           "claim_inputs", "build_ledger", "RunRoots", "committed_copy", "is_current", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
            "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
@@ -418,6 +418,55 @@ def _claim_budget(c: Claim, data: str, scale: str, roots: RunRoots, rule: Budget
 
 
 # ----------------------------------------------------------------------------- files
+def recorded_config_hash(f: str | Path) -> str | None:
+    """The :func:`sa4depth.pipeline.config_hash` of the training config a result file records: for a
+    run folder's files (``done.json``, ``log.csv``, ``config.yaml``) the ``config.yaml`` beside it, for
+    a metric JSON its ``provenance.config``; None when it records none or the record cannot be read."""
+    from sa4depth.config import ConfigError, load_yaml
+    from sa4depth.pipeline import config_hash
+
+    f = Path(f)
+    try:
+        if f.suffix == ".json" and f.name != "done.json":
+            with open(f) as fh:
+                prov = json.load(fh).get("provenance")
+            cfg = prov.get("config") if isinstance(prov, dict) else None
+        else:
+            cfg = load_yaml(f.parent / "config.yaml") if (f.parent / "config.yaml").is_file() else None
+    except (OSError, ValueError, AttributeError, ConfigError):
+        return None
+    return config_hash(cfg) if isinstance(cfg, dict) else None
+
+
+#: how a result file made with another config than the params resolve to now is listed as missing
+STALE = " (made with another training config than the params give now)"
+
+
+def current_config_hash(data: str, scale: str, exp: str, seed: int) -> str | None:
+    """The config hash experiment ``exp`` at ``seed`` resolves to now (``params/``; None for an
+    experiment the params do not know)."""
+    from sa4depth.config import ConfigError
+    from sa4depth.pipeline import config_hash, experiment_config
+
+    try:
+        return config_hash(experiment_config(exp, data, scale, int(seed))[0])
+    except (ConfigError, KeyError, OSError, ValueError):
+        return None
+
+
+def is_current(f: str | Path, data: str, scale: str, exp: str, seed: int) -> bool:
+    """Whether result file ``f`` was made with the config ``exp`` resolves to now: true when it records
+    none (nothing to check), false when it records another (the params changed since it was made)."""
+    rec = recorded_config_hash(f)
+    return rec is None or rec == current_config_hash(data, scale, exp, seed)
+
+
+def committed_copy(path: str | Path, copies_root: str | Path) -> Path:
+    """Where a ledger committed its copy of a run or metric file ``path``
+    (``<root>/<data>/<scale>/<exp>/seed<N>/<name>`` -> ``copies_root/<data>/<scale>/<exp>/seed<N>/<name>``)."""
+    return Path(copies_root).joinpath(*Path(path).parts[-5:])
+
+
 @dataclass(frozen=True)
 class RunRoots:
     """Where the runs and metric JSONs of a ledger are: one or more (runs root, metrics root) pairs.
@@ -425,12 +474,17 @@ class RunRoots:
     finished run: an unfinished one elsewhere does not hide it); a file that pair lacks, or any
     file of a run with no done.json anywhere, from the first pair that has that file; a file no pair
     has is named under the first pair. So a ledger's committed copies (``results/claims/runs``, runs
-    and metrics in one tree) and runs trained since can answer one ledger."""
+    and metrics in one tree) and runs trained since can answer one ledger. ``check_config``: a file
+    recording a training config other than the one the params resolve to now (:func:`is_current`)
+    counts as absent, so a stale copy is not read."""
     pairs: tuple[tuple[Path, Path], ...]
+    check_config: bool = False
+    _current: dict = field(default_factory=dict, compare=False, repr=False)  # (exp, seed, file) -> bool
 
     @classmethod
     def of(cls, runs_root: "str | Path | Sequence[str | Path] | RunRoots",
-           metrics_root: "str | Path | Sequence[str | Path] | None" = None) -> "RunRoots":
+           metrics_root: "str | Path | Sequence[str | Path] | None" = None,
+           check_config: bool = False) -> "RunRoots":
         """``metrics_root`` None: ``results/metrics`` for every runs root (for callers that read run
         folders only)."""
         if isinstance(runs_root, RunRoots):
@@ -442,7 +496,21 @@ class RunRoots:
         if not runs or len(runs) != len(mets):
             raise ValueError(f"runs roots {[str(r) for r in runs]} and metrics roots {[str(m) for m in mets]}: "
                              f"give one metrics root per runs root")
-        return cls(tuple((Path(r), Path(m)) for r, m in zip(runs, mets)))
+        return cls(tuple((Path(r), Path(m)) for r, m in zip(runs, mets)), check_config)
+
+    def has(self, f: Path, data: str, scale: str, exp: str, seed: int) -> bool:
+        """``f`` exists (and, with ``check_config``, was made with the config the params give now)."""
+        if not f.is_file():
+            return False
+        if not self.check_config:
+            return True
+        run, key = (data, scale, exp, seed), (data, scale, exp, seed, str(f))
+        if key not in self._current:
+            rec = recorded_config_hash(f)
+            if rec is not None and run not in self._current:
+                self._current[run] = current_config_hash(*run)
+            self._current[key] = rec is None or rec == self._current[run]
+        return self._current[key]
 
     def _pick(self, data: str, scale: str, exp: str, seed: int, candidates: Sequence[Path]) -> Path:
         """Of one file's path under each pair (``candidates``, in pair order): the finished run's, the
@@ -450,10 +518,10 @@ class RunRoots:
         from sa4depth.pipeline import run_dir
 
         done = next((i for i, (r, _) in enumerate(self.pairs)
-                     if (run_dir(data, scale, exp, seed, r) / "done.json").is_file()), None)
-        if done is not None and candidates[done].is_file():
+                     if self.has(run_dir(data, scale, exp, seed, r) / "done.json", data, scale, exp, seed)), None)
+        if done is not None and self.has(candidates[done], data, scale, exp, seed):
             return candidates[done]
-        return next((c for c in candidates if c.is_file()), candidates[0])
+        return next((c for c in candidates if self.has(c, data, scale, exp, seed)), candidates[0])
 
     def run_file(self, data: str, scale: str, exp: str, seed: int, name: str) -> Path:
         """A file of the run's folder (``done.json``, ``log.csv``, ``config.yaml``)."""
@@ -631,23 +699,27 @@ def _pairing(comps: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> s
 def build_ledger(claims: Sequence[Claim], data: str, scale: str,
                  runs_root: str | Path | Sequence[str | Path] = "runs",
                  metrics_root: str | Path | Sequence[str | Path] = "results/metrics", allow_missing: bool = False,
-                 budget: BudgetRule | None = None) -> dict[str, Any]:
+                 budget: BudgetRule | None = None, check_config: bool = False) -> dict[str, Any]:
     """The ledger as a dict (what ``claims.json`` holds), computed from the result files only (and,
     for the learning-curve column, the runs' log.csv under ``runs_root``). ``runs_root`` and
     ``metrics_root`` may each be a list, pairwise (:class:`RunRoots`: each run from the first pair
-    where it finished, each file from the first pair that has it).
+    where it finished, each file from the first pair that has it; ``check_config``: files made with
+    another config than the params resolve to now count as missing).
 
     ``allow_missing``: a claim with a missing result file is listed under ``pending`` (with the
     missing files) instead of stopping the ledger; without it, a missing file is an error.
     ``budget``: the rule by which each claim's compared rows are classified on their learning curves
     (the runs' log.csv; :func:`learning_state`)."""
     budget = budget or BudgetRule()
-    roots = RunRoots.of(runs_root, metrics_root)
+    roots = RunRoots.of(runs_root, metrics_root, check_config)
     out, pending = [], []
     rows_known: dict[tuple[str, int, int | None], dict[str, Any]] = {}
     all_runs: dict[tuple[str, int], list[str]] = {}
     for c in claims:
-        missing = [f for f in claim_inputs([c], data, scale, roots) if not Path(f).is_file()]
+        missing = sorted({str(f) + ("" if not f.is_file() else STALE)
+                          for m in c.comparisons for exp in (m.a, m.b) for s in range(c.seeds)
+                          for f in [_source_file(data, scale, exp, s, m.eval, roots)]
+                          if not roots.has(f, data, scale, exp, s)})
         if missing and allow_missing:
             pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
                             "seeds": c.seeds,
@@ -663,9 +735,9 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
             for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
                 for s in range(c.seeds):
                     f = _source_file(data, scale, exp, s, m.eval, roots)
-                    if not f.is_file():
-                        raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing "
-                                                f"(run `snakemake claims`)")
+                    if not roots.has(f, data, scale, exp, s):
+                        raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing"
+                                                f"{STALE if f.is_file() else ''} (run `snakemake claims`)")
                     result = None
                     if m.eval == TRAIN_LOG:
                         f = f.parent / "log.csv"
