@@ -162,6 +162,10 @@ def test_ledger_is_computed_from_the_result_files(tmp_path):
     assert (out / js["claims"][0]["comparisons"][0]["a_files"][0]).is_file()  # inputs copied beside it
     md = (out / "claims.md").read_text()
     assert "**reproduced**" in md and "T2" in md and "not run yet" in md
+    # the pending claim's results that exist (ea's, shared with T1) are committed too
+    (p,) = js["pending"]
+    assert p["missing"] == 3 and len(p["present_files"]) == 3 and "the 3 present are copied" in md
+    assert all((out / f).is_file() for f in p["present_files"])
     # no run directories: the training commit is unknown, and said so
     assert m["a_trained_at"] == ["run not found"] * 3 and led["trained_at"] == {"run not found": 6}
 

@@ -716,14 +716,19 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
     rows_known: dict[tuple[str, int, int | None], dict[str, Any]] = {}
     all_runs: dict[tuple[str, int], list[str]] = {}
     for c in claims:
+        needed = {(exp, s, m.eval): _source_file(data, scale, exp, s, m.eval, roots)
+                  for m in c.comparisons for exp in (m.a, m.b) for s in range(c.seeds)}
         missing = sorted({str(f) + ("" if not f.is_file() else STALE)
-                          for m in c.comparisons for exp in (m.a, m.b) for s in range(c.seeds)
-                          for f in [_source_file(data, scale, exp, s, m.eval, roots)]
-                          if not roots.has(f, data, scale, exp, s)})
+                          for (exp, s, _), f in needed.items() if not roots.has(f, data, scale, exp, s)})
         if missing and allow_missing:
+            # what a pending claim already has, so that the ledger commits it (a later machine need not
+            # retrain it): each present result with the files of its finished run
+            present = sorted({(exp, s, str(f), str(roots.run_file(data, scale, exp, s, "done.json")))
+                              for (exp, s, _), f in needed.items() if roots.has(f, data, scale, exp, s)})
             pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
                             "seeds": c.seeds,
-                            "missing": len(missing), "missing_files": missing})
+                            "missing": len(missing), "missing_files": missing,
+                            "present_files": [{"exp": e, "seed": s, "file": f, "done": d} for e, s, f, d in present]})
             continue
         comps = []
         for m in c.comparisons:
@@ -982,7 +987,9 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
     for p in ledger.get("pending", []):
         lines += ["", f"## {p['id']} ({p['table']}): not run yet", "", f"> {p['statement']}", "",
                   f"{p['missing']} result files are missing (e.g. `{p['missing_files'][0]}`); "
-                  f"`snakemake --profile local claims` trains and evaluates them, resuming what exists."]
+                  f"`snakemake --profile local claims` trains and evaluates them, resuming what exists"
+                  + (f"; the {len(p['present_files'])} present are copied under `runs/`."
+                     if p.get("present_files") else ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -992,7 +999,8 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
     ``out_dir/runs/<data>/<scale>/<exp>/seed<N>/``, with each compared run's ``log.csv``,
     ``done.json`` and ``config.yaml`` (the learning curve, what was trained, its commit and time), so
     the ledger and its inputs are committed together and the ledger can be rebuilt from the copies
-    (:class:`RunRoots`)."""
+    (:class:`RunRoots`); a pending claim's results that exist already are copied the same way, so a
+    claim trained over several machines keeps what each one finished."""
     from sa4depth.files import copy_atomic, write_json_atomic, write_text_atomic
 
     # two `claim_<ID>` jobs may write the same ledger at once (same inputs, same bytes): per-process
@@ -1035,6 +1043,17 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                     if (src.parent / extra).is_file():
                         copy_once(src.parent / extra, dst.parent / extra)
             row["log_files"] = rel_files
+    for p in ledger.get("pending", []):
+        rel_files = []
+        for r in p.get("present_files", []):
+            src, done = Path(r["file"]), Path(r["done"])
+            dst = copy_once(src, committed_copy(src, out / "runs"))  # <data>/<scale>/<exp>/seed<N>/<name>
+            rel_files.append(str(dst.relative_to(out)))
+            for extra in ("done.json", "log.csv", "config.yaml"):
+                if (done.parent / extra).is_file():
+                    copy_once(done.parent / extra, dst.parent / extra)
+        if "present_files" in p:
+            p["present_files"] = rel_files
     if provenance:
         ledger = {"provenance": dict(provenance), **ledger}
     js = out / "claims.json"
