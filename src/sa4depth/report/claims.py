@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
-           "claim_inputs", "build_ledger", "RunRoots", "committed_copy", "is_current", "write_ledger", "with_seeds", "trained_at", "BudgetRule",
-           "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
+           "claim_inputs", "build_ledger", "RunRoots", "committed_copy", "is_current", "write_ledger",
+           "with_seeds", "trained_at", "BudgetRule", "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -479,7 +479,8 @@ class RunRoots:
     counts as absent, so a stale copy is not read."""
     pairs: tuple[tuple[Path, Path], ...]
     check_config: bool = False
-    _current: dict = field(default_factory=dict, compare=False, repr=False)  # (exp, seed, file) -> bool
+    # check_config's answers: (data, scale, exp, seed) -> the current hash; (..., file) -> whether current
+    _current: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, runs_root: "str | Path | Sequence[str | Path] | RunRoots",
