@@ -213,9 +213,17 @@ def committed_or(f, copy=None):
         return f
     parts = Path(f).parts[-5:]  # <data>/<scale>/<exp>/seed<N>/<name>
     c = Path(copy) if copy else CL.committed_copy(f, LEDGER_COPIES)
-    if c.is_file() and CL.is_current(c, DATA, CLAIMS_SCALE, parts[2], int(parts[3][4:])):
+    if c.is_file() and copy_is_current(str(c), parts[2], int(parts[3][4:])):
         return str(c)
     return f
+
+
+@functools.lru_cache(maxsize=None)
+def copy_is_current(copy, exp, seed):
+    """CL.is_current with the DAG's own (cached) resolved config: every Snakemake invocation parses
+    this file, and a Slurm job once per job."""
+    rec = CL.recorded_config_hash(copy)
+    return rec is None or rec == P.config_hash(exp_config(exp, DATA, CLAIMS_SCALE, seed)[0])
 
 
 def claim_files(ids=None):
