@@ -142,6 +142,24 @@ def test_evaluate_odometry_api_matches_cli(tmp_path, capsys):
         jobs.evaluate_odometry(cfg, out=out, pred_poses=str(e))
 
 
+def test_evo_first_run_notice_stays_off_stdout(tmp_path):
+    """On a fresh machine evo's plotting module creates ~/.evo/settings.json and prints a line saying
+    so; the odometry plot imports it with that line kept off stdout (a command's output)."""
+    import os
+    import subprocess
+
+    def run(code: str, home: Path) -> str:
+        home.mkdir()
+        env = dict(os.environ, HOME=str(home), MPLBACKEND="Agg")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    assert "settings.json" in run("from evo.tools import plot", tmp_path / "plain")  # what evo itself does
+    out = run("from sa4depth.evaluate.odometry import _evo_plot; _evo_plot()", tmp_path / "ours")
+    assert out == "" and (tmp_path / "ours" / ".evo" / "settings.json").is_file()
+
+
 def test_resolve_config_from_a_run_applies_files_and_overrides(tmp_path):
     from sa4depth.config import load_config, load_resolved, save_config
 

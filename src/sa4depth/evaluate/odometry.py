@@ -186,6 +186,17 @@ def kitti_segment_errors(gt: np.ndarray, est: np.ndarray, lengths: Sequence[floa
 
 
 # ----------------------------------------------------------------------------- evo
+def _evo_plot():
+    """``evo.tools.plot``, imported with the line evo prints to stdout when it first creates
+    ``~/.evo/settings.json`` (on a fresh machine) kept off stdout: a command's stdout is its result."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        from evo.tools import plot as evo_plot
+    return evo_plot
+
+
 def _path(poses: np.ndarray, name: str = ""):
     from evo.core.trajectory import PosePath3D
 
@@ -261,7 +272,8 @@ def plot_trajectories(path: str | os.PathLike, gt: np.ndarray, estimates: dict[s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from evo.tools import plot as evo_plot
+
+    evo_plot = _evo_plot()
 
     fig = plt.figure(figsize=(6, 6))
     ax = evo_plot.prepare_axis(fig, evo_plot.PlotMode.xz)
