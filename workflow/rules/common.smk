@@ -222,8 +222,8 @@ def committed_or(f, copy=None):
 def copy_is_current(copy, exp, seed):
     """CL.is_current with the DAG's own (cached) resolved config: every Snakemake invocation parses
     this file, and a Slurm job once per job."""
-    rec = CL.recorded_config_hash(copy)
-    return rec is None or rec == P.config_hash(exp_config(exp, DATA, CLAIMS_SCALE, seed)[0])
+    return CL.is_current(copy, DATA, CLAIMS_SCALE, exp, seed,
+                         lambda: P.config_hash(exp_config(exp, DATA, CLAIMS_SCALE, seed)[0]))
 
 
 def claim_files(ids=None):

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
            "claim_inputs", "build_ledger", "RunRoots", "committed_copy", "is_current", "write_ledger",
@@ -454,11 +454,16 @@ def current_config_hash(data: str, scale: str, exp: str, seed: int) -> str | Non
         return None
 
 
-def is_current(f: str | Path, data: str, scale: str, exp: str, seed: int) -> bool:
+def is_current(f: str | Path, data: str, scale: str, exp: str, seed: int,
+               current: Callable[[], str | None] | None = None) -> bool:
     """Whether result file ``f`` was made with the config ``exp`` resolves to now: true when it records
-    none (nothing to check), false when it records another (the params changed since it was made)."""
+    none (nothing to check), false when it records another (the params changed since it was made).
+    ``current``: what gives that config's hash (a caller's cached resolution; default
+    :func:`current_config_hash`), asked only when ``f`` records one."""
     rec = recorded_config_hash(f)
-    return rec is None or rec == current_config_hash(data, scale, exp, seed)
+    if rec is None:
+        return True
+    return rec == (current() if current else current_config_hash(data, scale, exp, seed))
 
 
 def committed_copy(path: str | Path, copies_root: str | Path) -> Path:
@@ -507,10 +512,11 @@ class RunRoots:
             return True
         run, key = (data, scale, exp, seed), (data, scale, exp, seed, str(f))
         if key not in self._current:
-            rec = recorded_config_hash(f)
-            if rec is not None and run not in self._current:
-                self._current[run] = current_config_hash(*run)
-            self._current[key] = rec is None or rec == self._current[run]
+            def current() -> str | None:
+                if run not in self._current:
+                    self._current[run] = current_config_hash(*run)
+                return self._current[run]
+            self._current[key] = is_current(f, data, scale, exp, seed, current)
         return self._current[key]
 
     def _pick(self, data: str, scale: str, exp: str, seed: int, candidates: Sequence[Path]) -> Path:
