@@ -165,6 +165,8 @@ def test_ledger_is_computed_from_the_result_files(tmp_path):
     # the pending claim's results that exist (ea's, shared with T1) are committed too
     (p,) = js["pending"]
     assert p["missing"] == 3 and len(p["present_files"]) == 3 and "the 3 present are copied" in md
+    assert p["missing_runs"] == [{"exp": "ec", "seeds": [0, 1, 2]}]
+    assert "Runs without their results (3): `ec` seeds 0, 1, 2." in md
     assert all((out / f).is_file() for f in p["present_files"])
     # no run directories: the training commit is unknown, and said so
     assert m["a_trained_at"] == ["run not found"] * 3 and led["trained_at"] == {"run not found": 6}

@@ -728,6 +728,11 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
         missing = sorted({str(f) + ("" if not f.is_file() else STALE)
                           for (exp, s, _), f in needed.items() if not roots.has(f, data, scale, exp, s)})
         if missing and allow_missing:
+            # the runs still to train (or evaluate), one entry per experiment with its seeds
+            todo: dict[str, set[int]] = {}
+            for (exp, s, _), f in needed.items():
+                if not roots.has(f, data, scale, exp, s):
+                    todo.setdefault(exp, set()).add(s)
             # what a pending claim already has, so that the ledger commits it (a later machine need not
             # retrain it): each present result with the files of its finished run
             present = sorted({(exp, s, str(f), str(roots.run_file(data, scale, exp, s, "done.json")))
@@ -735,6 +740,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
             pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
                             "seeds": c.seeds,
                             "missing": len(missing), "missing_files": missing,
+                            "missing_runs": [{"exp": e, "seeds": sorted(ss)} for e, ss in sorted(todo.items())],
                             "present_files": [{"exp": e, "seed": s, "file": f, "done": d} for e, s, f, d in present]})
             continue
         comps = []
@@ -997,6 +1003,11 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
                   f"`snakemake --profile local claims` trains and evaluates them, resuming what exists"
                   + (f"; the {len(p['present_files'])} present are copied under `runs/`."
                      if p.get("present_files") else ".")]
+        if p.get("missing_runs"):
+            n = sum(len(r["seeds"]) for r in p["missing_runs"])
+            lines += ["", f"Runs without their results ({n}): " + "; ".join(
+                f"`{r['exp']}` seed{'s' if len(r['seeds']) > 1 else ''} {', '.join(map(str, r['seeds']))}"
+                for r in p["missing_runs"]) + "."]
     return "\n".join(lines) + "\n"
 
 
