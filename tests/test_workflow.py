@@ -222,8 +222,9 @@ def test_dry_run_claims_trains_each_claims_seeds_once_and_keys_its_output(sandbo
     assert jobs["train"] == sum(need.values())  # runs shared by claims train once per seed
     assert jobs["claims_ledger"] == 1 and jobs["fig_monitor"] == 1 and jobs["claims_refinement"] == 1
     assert "results/claims/synthetic-tiny/claims.json" in r.stdout  # never the committed ledger
-    # the headline SA4Depth runs' refinement sweep, every seed, copied beside the ledger
-    for s in range(need["sa4depth_md2_18"]):
+    # the headline SA4Depth runs' refinement sweep, every seed of the headline claim, copied beside the ledger
+    headline = next(c for c in claims if c.id == "C2")
+    for s in range(headline.seeds):
         assert f"results/metrics/synthetic/tiny/sa4depth_md2_18/seed{s}/refinement.json" in r.stdout
         assert f"results/claims/synthetic-tiny/refinement/sa4depth_md2_18_seed{s}.json" in r.stdout
     assert "runs/synthetic/tiny/md2_18/seed4/done.json" in r.stdout
