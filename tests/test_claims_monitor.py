@@ -166,10 +166,18 @@ def test_ledger_is_computed_from_the_result_files(tmp_path):
     (p,) = js["pending"]
     assert p["missing"] == 3 and len(p["present_files"]) == 3 and "the 3 present are copied" in md
     assert p["missing_runs"] == [{"exp": "ec", "seeds": [0, 1, 2]}]
-    assert "Runs without their results (3): `ec` seeds 0, 1, 2." in md
+    assert "Runs without their results (3): `ec` seeds 0-2." in md
     assert all((out / f).is_file() for f in p["present_files"])
     # no run directories: the training commit is unknown, and said so
     assert m["a_trained_at"] == ["run not found"] * 3 and led["trained_at"] == {"run not found": 6}
+
+
+def test_seed_lists_are_written_as_ranges():
+    from sa4depth.report.claims import _ranges
+
+    assert _ranges([8, 0, 1, 2, 5, 7]) == "0-2, 5, 7-8"
+    assert _ranges([3]) == "3" and _ranges([]) == ""
+    assert _ranges(range(5, 20)) == "5-19"
 
 
 def test_ledger_from_its_committed_copies_and_new_runs(tmp_path, monkeypatch, capsys):

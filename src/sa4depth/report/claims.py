@@ -838,6 +838,17 @@ def _interval(x: Sequence[float] | None, missing: str = "n/a") -> str:
     return f"[{_fmt(x[0])}, {_fmt(x[1])}]" if x else missing
 
 
+def _ranges(ns: Sequence[int]) -> str:
+    """Sorted integers as runs: [0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    out: list[str] = []
+    for n in sorted(ns):
+        if out and n == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
 def _fmt(x: float | None) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
@@ -1006,7 +1017,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
         if p.get("missing_runs"):
             n = sum(len(r["seeds"]) for r in p["missing_runs"])
             lines += ["", f"Runs without their results ({n}): " + "; ".join(
-                f"`{r['exp']}` seed{'s' if len(r['seeds']) > 1 else ''} {', '.join(map(str, r['seeds']))}"
+                f"`{r['exp']}` seed{'s' if len(r['seeds']) > 1 else ''} {_ranges(r['seeds'])}"
                 for r in p["missing_runs"]) + "."]
     return "\n".join(lines) + "\n"
 
