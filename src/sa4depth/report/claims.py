@@ -725,14 +725,13 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
     for c in claims:
         needed = {(exp, s, m.eval): _source_file(data, scale, exp, s, m.eval, roots)
                   for m in c.comparisons for exp in (m.a, m.b) for s in range(c.seeds)}
-        missing = sorted({str(f) + ("" if not f.is_file() else STALE)
-                          for (exp, s, _), f in needed.items() if not roots.has(f, data, scale, exp, s)})
+        absent = [(exp, s, f) for (exp, s, _), f in needed.items() if not roots.has(f, data, scale, exp, s)]
+        missing = sorted({str(f) + ("" if not f.is_file() else STALE) for _, _, f in absent})
         if missing and allow_missing:
             # the runs still to train (or evaluate), one entry per experiment with its seeds
             todo: dict[str, set[int]] = {}
-            for (exp, s, _), f in needed.items():
-                if not roots.has(f, data, scale, exp, s):
-                    todo.setdefault(exp, set()).add(s)
+            for exp, s, _ in absent:
+                todo.setdefault(exp, set()).add(s)
             # what a pending claim already has, so that the ledger commits it (a later machine need not
             # retrain it): each present result with the files of its finished run
             present = sorted({(exp, s, str(f), str(roots.run_file(data, scale, exp, s, "done.json")))
