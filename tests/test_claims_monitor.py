@@ -172,6 +172,60 @@ def test_ledger_is_computed_from_the_result_files(tmp_path):
     assert m["a_trained_at"] == ["run not found"] * 3 and led["trained_at"] == {"run not found": 6}
 
 
+def test_a_pending_claim_shows_the_comparisons_whose_runs_have_finished(tmp_path):
+    """A claim with one comparison answered and one still training: the answered one is computed at
+    the whole claim's family level (as it will read when the claim is finished), shown in claims.md,
+    the console and the forest plot, with its files committed; the claim gets no verdict."""
+    from sa4depth.report.figures import ledger_rows
+
+    f = _write(tmp_path / "claims.yaml", """scale: tiny
+claims:
+  - id: T3
+    table: table_x
+    statement: a beats b and c
+    summary: a beats b and c
+    seeds: 3
+    comparisons:
+      - {metric: abs_rel, label: "a vs b", eval: depth_s, path: metrics.abs_rel, a: ea, b: eb, better: lower}
+      - {metric: abs_rel, label: "a vs c", eval: depth_s, path: metrics.abs_rel, a: ea, b: ec, better: lower}
+""")
+    spec = load_claims(f)
+    metrics = tmp_path / "metrics"
+
+    def put(exp, vs):
+        for s, v in enumerate(vs):
+            p = metrics / "synthetic" / "tiny" / exp / f"seed{s}" / "depth_s.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps({"metrics": {"abs_rel": v}}))
+    put("ea", [0.20, 0.22, 0.21])
+    put("eb", [0.30, 0.33, 0.31])
+    put("ec", [0.40, 0.45])  # seed 2 still training
+    led = build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics, allow_missing=True)
+    assert led["claims"] == []
+    (p,) = led["pending"]
+    assert p["n_comparisons"] == 2 and p["missing_runs"] == [{"exp": "ec", "seeds": [2]}]
+    (m,) = p["comparisons"]
+    assert m["label"] == "a vs b" and m["b_values"] == [0.30, 0.33, 0.31] and "verdict" not in p
+    assert m["ci_family_level"] == pytest.approx(0.975)  # the family of 2, not of the 1 answered
+    out = tmp_path / "ledger"
+    write_ledger(led, out)
+    js = json.loads((out / "claims.json").read_text())
+    (jm,) = js["pending"][0]["comparisons"]
+    assert all((out / x).is_file() for x in jm["a_files"] + jm["b_files"])  # relative to the ledger, copied
+    md = (out / "claims.md").read_text()
+    assert "| T3 | table_x | a beats b and c | partly run: 1 of 2 comparisons answered (1 result files missing)" in md
+    assert "## T3 (table_x): partly run" in md and "| a vs b | ea | eb | a < b |" in md and "| a vs c |" not in md
+    (row,) = ledger_rows(js)
+    assert row["claim"] == "T3" and row["verdict"] == "pending" and row["label"] == "a vs b"
+    # once the last run is in, the claim is finished and the comparison answered early reads the same
+    put("ec", [0.40, 0.45, 0.41])
+    done = build_ledger(spec["claims"], "synthetic", "tiny", tmp_path / "runs", metrics, allow_missing=True)
+    assert not done["pending"] and done["claims"][0]["verdict"] == "reproduced"
+    first = done["claims"][0]["comparisons"][0]
+    assert {k: first[k] for k in ("mean_diff", "ci95", "ci_family", "outcome")} == \
+        {k: m[k] for k in ("mean_diff", "ci95", "ci_family", "outcome")}
+
+
 def test_seed_lists_are_written_as_ranges():
     from sa4depth.report.claims import _ranges
 

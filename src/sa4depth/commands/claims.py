@@ -51,7 +51,7 @@ def run(args) -> int:
     from sa4depth.config import load_yaml
     from sa4depth.evaluate.provenance import git_info
     from sa4depth.report.claims import (build_ledger, check_readme, comparison_line, load_claims, update_readme,
-                                        with_seeds, write_ledger)
+                                        pending_text, with_seeds, write_ledger)
 
     exps = (load_yaml("params/experiments.yaml") or {}).get("rows", {})
     spec = load_claims(args.claims, experiments=exps)
@@ -90,6 +90,8 @@ def run(args) -> int:
             print(f"      {comparison_line(m)}")
         print(f"      learning curves: {c['budget']['summary']}")
     for pnd in ledger["pending"]:
-        print(f"{pnd['id']:5s} {'not run yet':13s} ({pnd['missing']} result files missing)")
+        print(f"{pnd['id']:5s} {pending_text(pnd)}")
+        for m in pnd.get("comparisons") or []:
+            print(f"      {comparison_line(m)}")
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0

@@ -703,6 +703,56 @@ def _pairing(comps: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> s
     return "each seed pairs runs trained at one commit"
 
 
+def _comparison(c: Claim, m: Comparison, data: str, scale: str, roots: "RunRoots",
+                all_runs: dict[tuple[str, int], list[str]]) -> dict[str, Any]:
+    """One comparison of claim ``c`` read from its result files (every seed's must exist): the
+    record of :func:`compare` at the claim's family level, with the files read, the per-image
+    spread and the runs read (``all_runs`` collects each run's commit readings)."""
+    vals: dict[str, list[float]] = {"a": [], "b": []}
+    files: dict[str, list[str]] = {"a": [], "b": []}
+    commits: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
+    per_img: dict[str, list[list[float] | None]] = {"a": [], "b": []}
+    img_keys: set[tuple] = set()
+    for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
+        for s in range(c.seeds):
+            f = _source_file(data, scale, exp, s, m.eval, roots)
+            if not roots.has(f, data, scale, exp, s):
+                raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing"
+                                        f"{STALE if f.is_file() else ''} (run `snakemake claims`)")
+            result = None
+            if m.eval == TRAIN_LOG:
+                f = f.parent / "log.csv"
+                vals[side].append(_log_value(f, int(m.step), path))
+            else:
+                with open(f) as fh:
+                    try:
+                        result = json.load(fh)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{f}: not valid JSON ({e})") from None
+                vals[side].append(_dig(result, path, f))
+                per_img[side].append(_per_image(result, path, vals[side][-1]))
+                img_keys.add(_image_key(result))
+            files[side].append(str(f))
+            # the readings of a run, resolved to one commit per run after all claims are read;
+            # once one names a commit, later readings add nothing
+            seen = all_runs.setdefault((exp, s), [])
+            if not any(x not in _UNKNOWN for x in seen):
+                if m.eval == TRAIN_EVAL:  # `result` is the run's done.json itself
+                    seen.append(trained_at(data, scale, exp, s, roots, done=result))
+                else:
+                    seen.append(trained_at(data, scale, exp, s, roots, result))
+            commits[side].append((exp, s))
+    rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
+    pa, pb = per_img["a"], per_img["b"]
+    rec["image_share"] = (image_share(pa, pb) if pa and len(pa) == c.seeds and len(pb) == c.seeds
+                          and len(img_keys) == 1 and all(x is not None for x in (*pa, *pb)) else None)
+    return {"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
+            "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
+            **({"step": m.step} if m.step is not None else {}),
+            "seeds": list(range(c.seeds)), **rec, "a_files": files["a"], "b_files": files["b"],
+            "a_trained_at": commits["a"], "b_trained_at": commits["b"]}
+
+
 def build_ledger(claims: Sequence[Claim], data: str, scale: str,
                  runs_root: str | Path | Sequence[str | Path] = "runs",
                  metrics_root: str | Path | Sequence[str | Path] = "results/metrics", allow_missing: bool = False,
@@ -737,56 +787,17 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
             present = sorted({(exp, s, str(f), str(roots.run_file(data, scale, exp, s, "done.json")))
                               for (exp, s, _), f in needed.items() if roots.has(f, data, scale, exp, s)})
             pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
-                            "seeds": c.seeds,
+                            "seeds": c.seeds, "scale": scale, "data": data,
                             "missing": len(missing), "missing_files": missing,
                             "missing_runs": [{"exp": e, "seeds": sorted(ss)} for e, ss in sorted(todo.items())],
-                            "present_files": [{"exp": e, "seed": s, "file": f, "done": d} for e, s, f, d in present]})
+                            "present_files": [{"exp": e, "seed": s, "file": f, "done": d} for e, s, f, d in present],
+                            # the comparisons whose runs have all finished, each with the claim's whole family
+                            # level, so an answered comparison reads as it will in the finished claim
+                            "comparisons": [_comparison(c, m, data, scale, roots, all_runs) for m in c.comparisons
+                                            if not any(exp in todo for exp in (m.a, m.b))],
+                            "n_comparisons": len(c.comparisons)})
             continue
-        comps = []
-        for m in c.comparisons:
-            vals: dict[str, list[float]] = {"a": [], "b": []}
-            files: dict[str, list[str]] = {"a": [], "b": []}
-            commits: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
-            per_img: dict[str, list[list[float] | None]] = {"a": [], "b": []}
-            img_keys: set[tuple] = set()
-            for side, exp, path in (("a", m.a, m.a_path), ("b", m.b, m.b_path)):
-                for s in range(c.seeds):
-                    f = _source_file(data, scale, exp, s, m.eval, roots)
-                    if not roots.has(f, data, scale, exp, s):
-                        raise FileNotFoundError(f"{f}: result of {exp} seed {s} needed by claim {c.id} is missing"
-                                                f"{STALE if f.is_file() else ''} (run `snakemake claims`)")
-                    result = None
-                    if m.eval == TRAIN_LOG:
-                        f = f.parent / "log.csv"
-                        vals[side].append(_log_value(f, int(m.step), path))
-                    else:
-                        with open(f) as fh:
-                            try:
-                                result = json.load(fh)
-                            except json.JSONDecodeError as e:
-                                raise ValueError(f"{f}: not valid JSON ({e})") from None
-                        vals[side].append(_dig(result, path, f))
-                        per_img[side].append(_per_image(result, path, vals[side][-1]))
-                        img_keys.add(_image_key(result))
-                    files[side].append(str(f))
-                    # the readings of a run, resolved to one commit per run after all claims are read;
-                    # once one names a commit, later readings add nothing
-                    seen = all_runs.setdefault((exp, s), [])
-                    if not any(x not in _UNKNOWN for x in seen):
-                        if m.eval == TRAIN_EVAL:  # `result` is the run's done.json itself
-                            seen.append(trained_at(data, scale, exp, s, roots, done=result))
-                        else:
-                            seen.append(trained_at(data, scale, exp, s, roots, result))
-                    commits[side].append((exp, s))
-            rec = compare(vals["a"], vals["b"], m.better, family_size=len(c.comparisons))
-            pa, pb = per_img["a"], per_img["b"]
-            rec["image_share"] = (image_share(pa, pb) if pa and len(pa) == c.seeds and len(pb) == c.seeds
-                                  and len(img_keys) == 1 and all(x is not None for x in (*pa, *pb)) else None)
-            comps.append({"metric": m.metric, "label": m.label, "eval": m.eval, "a": m.a, "b": m.b,
-                          "a_path": m.a_path, "b_path": m.b_path, "better": m.better,
-                          **({"step": m.step} if m.step is not None else {}),
-                          "seeds": list(range(c.seeds)), **rec, "a_files": files["a"], "b_files": files["b"],
-                          "a_trained_at": commits["a"], "b_trained_at": commits["b"]})
+        comps = [_comparison(c, m, data, scale, roots, all_runs) for m in c.comparisons]
         out.append({
             "id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
             "verdict": claim_verdict(x["outcome"] for x in comps),
@@ -796,7 +807,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
     # a run read through several files: the commit its evaluations recorded wins over an unknown one
     run_commit = {k: next((c for c in v if c not in _UNKNOWN), next((c for c in v if c == UNRECORDED), v[0]))
                   for k, v in all_runs.items()}
-    for c in out:
+    for c in (*out, *pending):
         runs: set[tuple[str, int]] = set()
         for m in c["comparisons"]:
             for side in ("a", "b"):
@@ -862,8 +873,8 @@ def verdict_table(ledger: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {c['id']} | {c['table']} | {c.get('summary', '')} | **{c['verdict']}** | {c['data']} "
                      f"| {c['scale']} | {c['seeds']} | {_budget_cell(c.get('budget'))} |")
     for p in ledger.get("pending", []):
-        lines.append(f"| {p['id']} | {p['table']} | {p.get('summary', '')} | not run yet ({p['missing']} result "
-                     f"files missing) | | | {p['seeds']} | |")
+        lines.append(f"| {p['id']} | {p['table']} | {p.get('summary', '')} | {pending_text(p)} | | "
+                     f"| {p['seeds']} | |")
     return lines
 
 
@@ -933,6 +944,42 @@ def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any], source: st
     return True
 
 
+def _comparison_table(comps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A claim's comparisons as a markdown table, with the test images' share of the spread below."""
+    lines = ["| metric | a | b | claimed | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
+             "| seeds for a clear interval |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in comps:
+        says = "a < b" if m["better"] == "lower" else "a > b"
+        av = ", ".join(f"{v:.4g}" for v in m["a_values"])
+        bv = ", ".join(f"{v:.4g}" for v in m["b_values"])
+        ci = _interval(m["ci95"])
+        cf = (f"{_interval(m['ci_family'])} ({100 * m['ci_family_level']:.1f} %)"
+              if m["ci_family"] else "n/a")
+        name = m["label"] or m["metric"]
+        need = m.get("seeds_needed")
+        lines.append(f"| {name} | {m['a']} | {m['b']} | {says} | {av} | {bv} | {_fmt(m['mean_diff'])} | {ci} "
+                     f"| {cf} | {m['outcome']} | {need if need else '> 100'} |")
+    shares = [f"{m['label'] or m['metric']} {100 * m['image_share']['share']:.1f} % of the variance, "
+              f"{100 * m['image_share'].get('width_share', math.nan):.1f} % of the interval's width "
+              f"({m['image_share']['images']} images)" for m in comps if m.get("image_share")]
+    if shares:
+        lines += ["", "Spread from the test images (the seed x image interaction of the per-image differences "
+                  "over the number of images, as a share of the variance of the per-seed differences: with "
+                  "this test set, the most that more test images could take off; the rest is the runs' own; "
+                  "an estimate with seeds - 1 degrees of freedom): " + "; ".join(shares) + "."]
+    return lines
+
+
+def pending_text(p: Mapping[str, Any]) -> str:
+    """A pending claim's state in words: 'not run yet (6 result files missing)' or 'partly run: 2 of 8
+    comparisons answered (12 result files missing)'."""
+    done, missing = len(p.get("comparisons") or []), f"({p['missing']} result files missing)"
+    if not done:
+        return f"not run yet {missing}"
+    return f"partly run: {done} of {p.get('n_comparisons', '?')} comparisons answered {missing}"
+
+
 def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | None = None) -> str:
     lines = ["# Claims ledger", "",
              "Every number below is computed by `sa4depth claims` from the per-seed result files "
@@ -985,34 +1032,21 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             lines += [f"Trained at: {_trained_at_text(c['trained_at'])}; {c['pairing']}.", ""]
         if c.get("budget"):
             lines += [f"Learning curves: {c['budget']['summary']}.", ""]
-        lines += ["| metric | a | b | claimed | a (per seed) | b (per seed) | mean diff a-b | ci95 | ci family | outcome "
-                  "| seeds for a clear interval |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for m in c["comparisons"]:
-            says = "a < b" if m["better"] == "lower" else "a > b"
-            av = ", ".join(f"{v:.4g}" for v in m["a_values"])
-            bv = ", ".join(f"{v:.4g}" for v in m["b_values"])
-            ci = _interval(m["ci95"])
-            cf = (f"{_interval(m['ci_family'])} ({100 * m['ci_family_level']:.1f} %)"
-                  if m["ci_family"] else "n/a")
-            name = m["label"] or m["metric"]
-            need = m.get("seeds_needed")
-            lines.append(f"| {name} | {m['a']} | {m['b']} | {says} | {av} | {bv} | {_fmt(m['mean_diff'])} | {ci} "
-                         f"| {cf} | {m['outcome']} | {need if need else '> 100'} |")
-        shares = [f"{m['label'] or m['metric']} {100 * m['image_share']['share']:.1f} % of the variance, "
-                  f"{100 * m['image_share'].get('width_share', math.nan):.1f} % of the interval's width "
-                  f"({m['image_share']['images']} images)" for m in c["comparisons"] if m.get("image_share")]
-        if shares:
-            lines += ["", "Spread from the test images (the seed x image interaction of the per-image differences "
-                      "over the number of images, as a share of the variance of the per-seed differences: with "
-                      "this test set, the most that more test images could take off; the rest is the runs' own; "
-                      "an estimate with seeds - 1 degrees of freedom): " + "; ".join(shares) + "."]
+        lines += _comparison_table(c["comparisons"])
     for p in ledger.get("pending", []):
-        lines += ["", f"## {p['id']} ({p['table']}): not run yet", "", f"> {p['statement']}", "",
+        done = p.get("comparisons") or []
+        lines += ["", f"## {p['id']} ({p['table']}): {pending_text(p)}", "", f"> {p['statement']}", "",
                   f"{p['missing']} result files are missing (e.g. `{p['missing_files'][0]}`); "
                   f"`snakemake --profile local claims` trains and evaluates them, resuming what exists"
                   + (f"; the {len(p['present_files'])} present are copied under `runs/`."
                      if p.get("present_files") else ".")]
+        if done:
+            lines += ["", f"Answered so far: the {len(done)} of its {p['n_comparisons']} comparisons whose runs have "
+                      f"all finished, each at the family level of the whole claim (so each reads as it will in the "
+                      f"finished ledger); the claim has no verdict until every comparison is in.", ""]
+            if p.get("trained_at"):
+                lines += [f"Trained at: {_trained_at_text(p['trained_at'])}; {p['pairing']}.", ""]
+            lines += _comparison_table(done)
         if p.get("missing_runs"):
             n = sum(len(r["seeds"]) for r in p["missing_runs"])
             lines += ["", f"Runs without their results ({n}): " + "; ".join(
@@ -1045,8 +1079,8 @@ def write_ledger(ledger: dict[str, Any], out_dir: str | Path,
                 copy_atomic(src, dst, unique=True)
             copied[str(src)] = dst
         return copied[str(src)]
-    for c in ledger["claims"]:
-        for m in c["comparisons"]:
+    for c in (*ledger["claims"], *ledger.get("pending", [])):
+        for m in c.get("comparisons", []):  # a pending claim's: those answered already
             for side in ("a", "b"):
                 exp = m[side]
                 rel_files = []

@@ -561,8 +561,8 @@ def ledger_rows(ledger: Mapping) -> list[dict]:
     by |mean of b| (so metrics of different units share the axis, in % of the compared row). A
     comparison whose b mean is 0 or not finite cannot be scaled and is left out."""
     rows = []
-    for c in ledger.get("claims", []):
-        for m in c.get("comparisons", []):
+    for c in (*ledger.get("claims", []), *ledger.get("pending", [])):  # a pending claim: its answered comparisons
+        for m in c.get("comparisons") or []:
             b = [float(v) for v in m.get("b_values", [])]
             bmean = sum(b) / len(b) if b else math.nan
             if not math.isfinite(bmean) or bmean == 0:
@@ -574,7 +574,7 @@ def ledger_rows(ledger: Mapping) -> list[dict]:
                 return sorted((iv[0] * scale, iv[1] * scale)) if iv else None
 
             label = m.get("label") or (f"{m['metric']}: {m['a']} vs {m['b']}" if "a" in m and "b" in m else m["metric"])
-            rows.append({"claim": c["id"], "verdict": c.get("verdict"), "label": label,
+            rows.append({"claim": c["id"], "verdict": c.get("verdict", "pending"), "label": label,
                          "outcome": m.get("outcome"), "n": m.get("n", len(b)),
                          "x": float(m["mean_diff"]) * scale, "ci95": conv(m.get("ci95")),
                          "ci_family": conv(m.get("ci_family"))})
@@ -587,7 +587,8 @@ def plot_ledger(ledger: Mapping, out: str | os.PathLike, title: str = "", captio
     difference towards the paper's claim, a thick bar for the Bonferroni family interval the verdict
     uses and a thin one for the 95 % interval; green where the comparison supports the claim, red
     where it opposes it, grey where it is unclear; the axis ends at +-``clip`` % (a triangle marks an
-    interval going on beyond it). Claims not run yet are named in the title."""
+    interval going on beyond it). Pending claims are named in the title; their answered comparisons are
+    plotted with the verdict 'pending'."""
     plt = _plt()
     rows = ledger_rows(ledger)
     colour = {"supports": "tab:green", "opposes": "tab:red"}
@@ -621,9 +622,10 @@ def plot_ledger(ledger: Mapping, out: str | os.PathLike, title: str = "", captio
     ax.grid(axis="x", alpha=0.3)
     if not rows:
         ax.text(0.5, 0.5, "no claim computed yet", ha="center", va="center", transform=ax.transAxes, color="0.4")
-    pending = [p["id"] for p in ledger.get("pending", [])]
+    pending = [p["id"] + (f" ({len(p['comparisons'])} of {p.get('n_comparisons', '?')} comparisons shown)"
+                          if p.get("comparisons") else "") for p in ledger.get("pending", [])]
     if pending:
-        ax.set_title(("" if not title else title + "\n") + f"not run yet: {', '.join(pending)}", fontsize=9)
+        ax.set_title(("" if not title else title + "\n") + f"pending: {', '.join(pending)}", fontsize=9)
     elif title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
