@@ -119,3 +119,27 @@ def test_failure_falls_back_and_superglue_needs_weights(pair):
         matcher(method="superglue")
     with pytest.raises(ValueError, match="file not found"):
         matcher(method="superglue", superglue_weights="/nonexistent/sg.pt")
+
+
+def test_orb_patch_scales_with_the_image_height(pair):
+    """At 64 px OpenCV's 31-px ORB patch (and border) leaves a few middle rows to detect in; scaled
+    with the height (10 px) the matcher finds the pose again."""
+    from sa4depth.refine.matcher import orb_patch_size
+
+    assert [orb_patch_size(h) for h in (20, 64, 96, 192, 375)] == [7, 10, 16, 31, 31]
+    assert orb_patch_size(64, 31) == 31
+    img0, img1, _, K, T_gt = pair
+    small0, small1 = (torch.nn.functional.avg_pool2d(x, 3) for x in (img0, img1))  # 64 x 170
+    Ks = K.clone()
+    Ks[:, :2, :2] /= 3
+    Ks[:, :2, 2] = (K[:, :2, 2] + 0.5) / 3 - 0.5
+    stats = {}
+    for patch in (None, 31):
+        m = matcher(solver="essential", **({} if patch is None else {"orb_patch": patch}))
+        T = m.estimate_pose(small0, small1, Ks)
+        t, t_gt = T[:, :3, 3], T_gt[:, :3, 3]
+        stats[patch] = (m.last_stats, rot_err(T, T_gt), (t * t_gt).sum(-1) / (t.norm(dim=-1) * t_gt.norm(dim=-1)))
+    print(stats)
+    (auto, err, cos), (fixed, _, _) = stats[None], stats[31]
+    assert auto["matcher_failures"] == 0 and (err < 0.1).all() and (cos > 0.8).all()  # a coarse pose at 1/3 size
+    assert fixed["matcher_failures"] >= 1 and fixed["matcher_inliers"] < 0.5 * auto["matcher_inliers"]

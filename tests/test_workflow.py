@@ -128,6 +128,19 @@ def test_config_hash_changes_only_for_the_edited_row(tmp_path):
     assert after["sa4depth_md2_50"] == before["sa4depth_md2_50"]
 
 
+def test_a_key_of_a_component_that_is_off_leaves_the_hash_alone():
+    """`matcher.orb_patch` came after runs were recorded: it enters the hash only where the matcher is on,
+    so a config recorded before it existed hashes as it did, and a matcher run's hash follows it."""
+    cfg = P.experiment_config("md2_18", "synthetic", "tiny", 0, None, PARAMS)[0]
+    older = {**cfg, "matcher": {k: v for k, v in cfg["matcher"].items() if k != "orb_patch"}}
+    assert "orb_patch" in cfg["matcher"] and P.config_hash(cfg) == P.config_hash(older)
+    assert P.config_hash(cfg) != P.config_hash({**cfg, "model": {**cfg["model"], "depth_layers": 50}})
+    m = P.experiment_config("abl08_matcher_pnp", "synthetic", "tiny", 0, None, PARAMS)[0]
+    m_older = {**m, "matcher": {k: v for k, v in m["matcher"].items() if k != "orb_patch"}}
+    m_fixed = {**m, "matcher": {**m["matcher"], "orb_patch": 31}}
+    assert len({P.config_hash(m), P.config_hash(m_older), P.config_hash(m_fixed)}) == 3
+
+
 def test_weights_become_overrides(tmp_path):
     w = tmp_path / "m.pth"
     w.write_bytes(b"x")

@@ -4,7 +4,8 @@
 ``T_{1<-0}`` (maps frame-0 camera points into frame 1, the convention of ``docs/DATA_LAYOUTS.md``).
 
 - Matching (``cfg.matcher.method``): OpenCV ORB (Rublee et al. 2011; Hamming brute force with
-  cross-check) or SIFT (Lowe 2004; L2 brute force with Lowe's 0.8 ratio test). ``superglue``: the
+  cross-check; patch size scaled to the image height, :func:`orb_patch_size`) or SIFT (Lowe 2004;
+  L2 brute force with Lowe's 0.8 ratio test). ``superglue``: the
   paper's matcher; its network is not part of this project, so the adapter needs
   ``cfg.matcher.superglue_weights`` to point at a TorchScript export with the contract
   ``forward(gray0 (1,1,H,W), gray1 (1,1,H,W)) -> (kpts0 (M,2), kpts1 (M,2))`` (matched pixel
@@ -33,9 +34,23 @@ import torch
 
 from sa4depth.config import Config
 
-__all__ = ["PoseMatcher", "MIN_MATCHES"]
+__all__ = ["PoseMatcher", "MIN_MATCHES", "orb_patch_size"]
 
 MIN_MATCHES = 8
+
+#: OpenCV's ORB patch size (and the border it leaves without keypoints), meant for images of KITTI's
+#: 192-px training height and up
+ORB_PATCH, ORB_PATCH_HEIGHT = 31, 192
+
+
+def orb_patch_size(height: int, patch: int | None = None) -> int:
+    """ORB's patch size (also its ``edgeThreshold``) for an image ``height`` px tall: ``patch`` if given,
+    else OpenCV's 31 scaled by height / 192 (at least 7, at most 31). At 64 px OpenCV's 31-px border
+    leaves only the middle rows to detect in: on the synthetic benchmark's 192x64 frames it found
+    about 13 keypoints a frame and RANSAC failed on most pairs; with 10 px it finds hundreds."""
+    if patch is not None:
+        return int(patch)
+    return max(7, min(ORB_PATCH, round(ORB_PATCH * height / ORB_PATCH_HEIGHT)))
 
 
 def _to_gray_u8(img: torch.Tensor) -> np.ndarray:
@@ -58,6 +73,7 @@ class PoseMatcher:
         self.refine_posenet = bool(mc.refine_posenet)
         self.threshold = float(mc.ransac_threshold)
         self.max_features = int(mc.max_features)
+        self.orb_patch = None if mc.orb_patch is None else int(mc.orb_patch)
         self.last_stats: dict[str, float | str] = {}
         self._superglue = None
         if self.method == "superglue":
@@ -94,7 +110,8 @@ class PoseMatcher:
                 k0, k1 = self._superglue(t0, t1)
             return k0.double().numpy().reshape(-1, 2), k1.double().numpy().reshape(-1, 2)
         if self.method == "orb":
-            det = cv2.ORB_create(nfeatures=self.max_features)
+            patch = orb_patch_size(g0.shape[0], self.orb_patch)
+            det = cv2.ORB_create(nfeatures=self.max_features, edgeThreshold=patch, patchSize=patch)
             norm = cv2.NORM_HAMMING
         else:
             det = cv2.SIFT_create(nfeatures=self.max_features)
