@@ -139,6 +139,12 @@ def test_a_key_of_a_component_that_is_off_leaves_the_hash_alone():
     m_older = {**m, "matcher": {k: v for k, v in m["matcher"].items() if k != "orb_patch"}}
     m_fixed = {**m, "matcher": {**m["matcher"], "orb_patch": 31}}
     assert len({P.config_hash(m), P.config_hash(m_older), P.config_hash(m_fixed)}) == 3
+    # the trainer's resume check reads the same way: a checkpoint from before the key resumes unless
+    # the matcher is on
+    from sa4depth.train.trainer import _comparable, config_diff
+
+    assert config_diff(_comparable(older), _comparable(cfg)) == []
+    assert config_diff(_comparable(m_older), _comparable(m)) == ["matcher.orb_patch"]
 
 
 def test_weights_become_overrides(tmp_path):

@@ -489,6 +489,24 @@ def experiments_file(table_file: str | os.PathLike) -> Path:
 
 
 # ----------------------------------------------------------------------------- main API
+#: keys that count in a run's identity (the config hash, the trainer's resume check) only where the
+#: component they configure is on (``(section, key)`` -> the ``(section, key)`` that switches it): keys
+#: added after runs were recorded, which change nothing where their component is off, so that adding
+#: them keeps those runs' hashes and lets them resume
+ONLY_WHEN_ON = {("matcher", "orb_patch"): ("matcher", "enabled")}
+
+
+def without_inactive_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict (sections of plain dicts) without the :data:`ONLY_WHEN_ON` keys of components
+    that are off; the input is not changed."""
+    c = dict(cfg)
+    for (sec, key), (on_sec, on_key) in ONLY_WHEN_ON.items():
+        section = c.get(sec)
+        if isinstance(section, Mapping) and key in section and not (c.get(on_sec) or {}).get(on_key):
+            c[sec] = {k: v for k, v in section.items() if k != key}
+    return c
+
+
 def load_config(
     data: str | None = "synthetic",
     scale: str | None = "tiny",

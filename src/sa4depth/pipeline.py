@@ -295,20 +295,12 @@ def experiment_config(exp: str, data: str, scale: str, seed: int, weights: Mappi
     return cfg, extra
 
 
-#: keys that enter the config hash only where the component they configure is on (``(section, key)``
-#: -> the ``(section, key)`` that switches it): keys added after runs were recorded, which change nothing
-#: where their component is off, so that adding them keeps those runs' hashes (and their results current)
-HASH_ONLY_WHEN = {("matcher", "orb_patch"): ("matcher", "enabled")}
-
-
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """sha256 (16 hex) of a resolved config without ``meta`` (and without the keys of
-    :data:`HASH_ONLY_WHEN` whose component is off): the Snakemake ``params`` rerun trigger."""
-    c = {k: v for k, v in cfg.items() if k != "meta"}
-    for (sec, key), (on_sec, on_key) in HASH_ONLY_WHEN.items():
-        section = c.get(sec)
-        if isinstance(section, Mapping) and key in section and not (c.get(on_sec) or {}).get(on_key):
-            c[sec] = {k: v for k, v in section.items() if k != key}
+    :data:`sa4depth.config.ONLY_WHEN_ON` whose component is off): the Snakemake ``params`` rerun trigger."""
+    from sa4depth.config import without_inactive_keys
+
+    c = without_inactive_keys({k: v for k, v in cfg.items() if k != "meta"})
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sa4depth.config import Config, ConfigError, load_yaml, save_config
+from sa4depth.config import Config, ConfigError, load_yaml, save_config, without_inactive_keys
 from sa4depth.train.checkpoint import (capture_rng, load_checkpoint, restore_rng, save_checkpoint, sha256_file,
                                        write_json_atomic)
 from sa4depth.train.data import EpochBatchSampler, SeededDataset, make_train_loader
@@ -111,8 +111,9 @@ def _hms(seconds: float) -> str:
 
 
 def _comparable(cfg: dict) -> dict:
-    """A config without bookkeeping that does not change the trained model (meta, log cadence)."""
-    d = {k: v for k, v in cfg.items() if k != "meta"}
+    """A config without bookkeeping that does not change the trained model (meta, log cadence, the
+    keys of components that are off: :func:`sa4depth.config.without_inactive_keys`)."""
+    d = without_inactive_keys({k: v for k, v in cfg.items() if k != "meta"})
     if isinstance(d.get("train"), dict):
         d["train"] = {k: v for k, v in d["train"].items()
                       if k not in ("log_every", "checkpoint_every", "device", "monitor_every", "monitor_samples")}
