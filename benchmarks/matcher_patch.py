@@ -6,7 +6,7 @@
 ``--paths`` is the data-roots file the workflow writes (rule ``synth_paths``). On the validation
 triplets of that data (frame 0 and frame +1, every other sample up to ``--pairs``, at the scale's
 training size), for each patch size (``matcher.orb_patch``; ``auto`` = ``orb_patch_size`` of the
-image height, the default): the pairs RANSAC failed on, the mean inliers, and against the GT pose
+image height, the default): the keypoints ORB finds per frame, the pairs RANSAC failed on, the mean inliers, and against the GT pose
 the median rotation error and translation-direction error (essential matrix, whose translation has
 unit norm) and the median relative translation error of PnP on the GT depth (row 8's solver, given
 the true depth instead of the predicted one). Writes one JSON with the commit, config and data.
@@ -64,7 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for p in args.patches:
         patch = orb_patch_size(height) if p == "auto" else int(p)
-        row = {"patch": p, "patch_px": patch}
+        import cv2
+        import numpy as np
+
+        from sa4depth.refine.matcher import _to_gray_u8
+
+        orb = cv2.ORB_create(nfeatures=int(cfg.matcher.max_features), edgeThreshold=patch, patchSize=patch)
+        row = {"patch": p, "patch_px": patch,
+               "keypoints_per_frame": float(np.mean([len(orb.detect(_to_gray_u8(x), None)) for x in img0]))}
         for solver in ("essential", "pnp"):
             c = load_config(data=args.data, scale=args.scale, row="experiments:md2_18_abl08_matcher_pnp",
                             files=[args.paths], overrides=[f"matcher.solver={solver}", f"matcher.orb_patch={patch}"])
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                            **({"rel_t_err_median": med(rel_t)} if solver == "pnp" else {})}
         rows.append(row)
         e, n = row["essential"], row["pnp"]
-        print(f"patch {p:>4} ({patch:2d} px): essential {e['failures']}/{e['pairs']} failed, "
+        print(f"patch {p:>4} ({patch:2d} px): {row['keypoints_per_frame']:.0f} keypoints; essential {e['failures']}/{e['pairs']} failed, "
               f"{e['mean_inliers']:.1f} inliers, rot {e['rot_err_deg_median']:.2f} deg, "
               f"t dir {e['tdir_err_deg_median']:.1f} deg; pnp {n['failures']} failed, "
               f"rel t err {n['rel_t_err_median']:.3f}  (medians over the pairs that did not fail)")

@@ -47,7 +47,8 @@ def orb_patch_size(height: int, patch: int | None = None) -> int:
     """ORB's patch size (also its ``edgeThreshold``) for an image ``height`` px tall: ``patch`` if given,
     else OpenCV's 31 scaled by height / 192 (at least 7, at most 31). At 64 px OpenCV's 31-px border
     leaves only the middle rows to detect in: on the synthetic benchmark's 192x64 frames it found
-    about 13 keypoints a frame and RANSAC failed on most pairs; with 10 px it finds hundreds."""
+    about 10 keypoints a frame and RANSAC failed on most pairs; with 10 px about 300
+    (``benchmarks/matcher_patch.py``)."""
     if patch is not None:
         return int(patch)
     return max(7, min(ORB_PATCH, round(ORB_PATCH * height / ORB_PATCH_HEIGHT)))
