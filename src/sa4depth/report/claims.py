@@ -775,8 +775,8 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
     for c in claims:
         needed = {(exp, s, m.eval): _source_file(data, scale, exp, s, m.eval, roots)
                   for m in c.comparisons for exp in (m.a, m.b) for s in range(c.seeds)}
-        absent = [(exp, s, f) for (exp, s, _), f in needed.items() if not roots.has(f, data, scale, exp, s)]
-        missing = sorted({str(f) + ("" if not f.is_file() else STALE) for _, _, f in absent})
+        absent = {(exp, s, ev): f for (exp, s, ev), f in needed.items() if not roots.has(f, data, scale, exp, s)}
+        missing = sorted({str(f) + ("" if not f.is_file() else STALE) for f in absent.values()})
         if missing and allow_missing:
             # the runs still to train (or evaluate), one entry per experiment with its seeds
             todo: dict[str, set[int]] = {}
@@ -785,7 +785,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
             # what a pending claim already has, so that the ledger commits it (a later machine need not
             # retrain it): each present result with the files of its finished run
             present = sorted({(exp, s, str(f), str(roots.run_file(data, scale, exp, s, "done.json")))
-                              for (exp, s, _), f in needed.items() if roots.has(f, data, scale, exp, s)})
+                              for (exp, s, ev), f in needed.items() if (exp, s, ev) not in absent})
             pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
                             "seeds": c.seeds, "scale": scale, "data": data,
                             "missing": len(missing), "missing_files": missing,
@@ -794,7 +794,8 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
                             # the comparisons whose runs have all finished, each with the claim's whole family
                             # level, so an answered comparison reads as it will in the finished claim
                             "comparisons": [_comparison(c, m, data, scale, roots, all_runs) for m in c.comparisons
-                                            if not any(exp in todo for exp in (m.a, m.b))],
+                                            if not any((exp, s, m.eval) in absent
+                                                       for exp in (m.a, m.b) for s in range(c.seeds))],
                             "n_comparisons": len(c.comparisons)})
             continue
         comps = [_comparison(c, m, data, scale, roots, all_runs) for m in c.comparisons]
