@@ -9,26 +9,14 @@ training size), for each patch size (``matcher.orb_patch``; ``auto`` = ``orb_pat
 image height, the default): the keypoints ORB finds per frame, the pairs RANSAC failed on, the mean inliers, and against the GT pose
 the median rotation error and translation-direction error (essential matrix, whose translation has
 unit norm) and the median relative translation error of PnP on the GT depth (row 8's solver, given
-the true depth instead of the predicted one). Writes one JSON with the commit, config and data.
+the true depth instead of the predicted one). Writes one JSON with the commit, the matcher config and the data.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
-
-
-def _errors(T, T_gt):
-    import torch
-
-    R = T[:, :3, :3].double() @ T_gt[:, :3, :3].double().transpose(1, 2)
-    cos_r = ((R.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    t, tg = T[:, :3, 3].double(), T_gt[:, :3, 3].double()
-    cos_t = (t * tg).sum(-1) / (t.norm(dim=-1) * tg.norm(dim=-1)).clamp_min(1e-12)
-    rel_t = (t - tg).norm(dim=-1) / tg.norm(dim=-1).clamp_min(1e-12)
-    return torch.rad2deg(torch.acos(cos_r)), torch.rad2deg(torch.acos(cos_t.clamp(-1, 1))), rel_t
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from sa4depth.data.factory import build_dataset
     from sa4depth.evaluate.provenance import git_info
     from sa4depth.files import write_json_atomic
-    from sa4depth.refine.matcher import PoseMatcher, orb_patch_size
+    from sa4depth.refine.matcher import PoseMatcher, _to_gray_u8, orb_detector, orb_patch_size
+    from sa4depth.train.monitor import pose_errors
 
     cfg = load_config(data=args.data, scale=args.scale, row="experiments:md2_18_abl08_matcher_pnp",
                       files=[args.paths])
@@ -64,20 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for p in args.patches:
         patch = orb_patch_size(height) if p == "auto" else int(p)
-        import cv2
-        import numpy as np
-
-        from sa4depth.refine.matcher import _to_gray_u8
-
-        orb = cv2.ORB_create(nfeatures=int(cfg.matcher.max_features), edgeThreshold=patch, patchSize=patch)
+        orb = orb_detector(height, int(cfg.matcher.max_features), patch)
         row = {"patch": p, "patch_px": patch,
-               "keypoints_per_frame": float(np.mean([len(orb.detect(_to_gray_u8(x), None)) for x in img0]))}
+               "keypoints_per_frame": sum(len(orb.detect(_to_gray_u8(x), None)) for x in img0) / len(img0)}
         for solver in ("essential", "pnp"):
             c = load_config(data=args.data, scale=args.scale, row="experiments:md2_18_abl08_matcher_pnp",
                             files=[args.paths], overrides=[f"matcher.solver={solver}", f"matcher.orb_patch={patch}"])
             m = PoseMatcher(c)
             T = m.estimate_pose(img0, img1, K, depth0=depth)
-            rot, tdir, rel_t = _errors(T, T_gt)
+            err = pose_errors(T, T_gt, torch.ones(len(T)))  # translation against the GT's own scale
+            rot, tdir, rel_t = err["rot_err"], err["tdir_err"], err["trans_err"]
             ok = torch.tensor([not torch.equal(T[b], torch.eye(4, dtype=T.dtype)) for b in range(len(T))])
             med = (lambda x: float(x[ok].median()) if ok.any() else math.nan)
             row[solver] = {"failures": int(m.last_stats["matcher_failures"]), "pairs": len(T),
@@ -92,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
               f"rel t err {n['rel_t_err_median']:.3f}  (medians over the pairs that did not fail)")
     out = {"what": "ORB + RANSAC pose against the GT pose, by ORB patch size (benchmarks/matcher_patch.py)",
            "data": args.data, "scale": args.scale, "paths": args.paths, "image_hw": list(img0.shape[-2:]),
-           "val_samples": idx, "auto_patch_px": orb_patch_size(height), "rows": rows,
+           "val_samples": idx, "auto_patch_px": orb_patch_size(height), "matcher": dict(cfg.matcher), "rows": rows,
            "git": git_info(), "python": sys.version.split()[0], "torch": torch.__version__,
            "platform": platform.platform()}
     try:

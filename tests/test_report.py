@@ -227,6 +227,12 @@ def test_audit_reports_runs_checkpoints_and_stale_configs(tmp_path):
     a = audit_table(spec, "synthetic", "tiny", [0], runs_root=runs, metrics_root=mroot, pdir=PARAMS)
     r = a["rows"]["r10_detach_depth"]["runs"][0]
     assert r["ran"] and r["done_status"] == "done" and r["config_matches_params"]
+    # a run recorded before matcher.orb_patch existed (its matcher off) still matches the params
+    older = {**cfg, "matcher": {k: v for k, v in cfg["matcher"].items() if k != "orb_patch"}}
+    (rd / "config.yaml").write_text(yaml.safe_dump(older))
+    a_old = audit_table(spec, "synthetic", "tiny", [0], runs_root=runs, metrics_root=mroot, pdir=PARAMS)
+    assert a_old["rows"]["r10_detach_depth"]["runs"][0]["config_matches_params"]
+    (rd / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert r["checkpoint_sha256"] == hashlib.sha256(b"weights").hexdigest()
     assert r["code_commit"] == "abc123" and r["data_hash"] == "d" * 8 and r["code_dirty"] is False
     cfg["refine"]["iterations"] = 99          # the saved run no longer matches params

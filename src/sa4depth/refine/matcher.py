@@ -34,7 +34,7 @@ import torch
 
 from sa4depth.config import Config
 
-__all__ = ["PoseMatcher", "MIN_MATCHES", "orb_patch_size"]
+__all__ = ["PoseMatcher", "MIN_MATCHES", "orb_patch_size", "orb_detector"]
 
 MIN_MATCHES = 8
 
@@ -52,6 +52,14 @@ def orb_patch_size(height: int, patch: int | None = None) -> int:
     if patch is not None:
         return int(patch)
     return max(7, min(ORB_PATCH, round(ORB_PATCH * height / ORB_PATCH_HEIGHT)))
+
+
+def orb_detector(height: int, nfeatures: int, patch: int | None = None):
+    """OpenCV's ORB for images ``height`` px tall, its patch and border from :func:`orb_patch_size`."""
+    import cv2
+
+    size = orb_patch_size(height, patch)
+    return cv2.ORB_create(nfeatures=nfeatures, edgeThreshold=size, patchSize=size)
 
 
 def _to_gray_u8(img: torch.Tensor) -> np.ndarray:
@@ -74,7 +82,8 @@ class PoseMatcher:
         self.refine_posenet = bool(mc.refine_posenet)
         self.threshold = float(mc.ransac_threshold)
         self.max_features = int(mc.max_features)
-        self.orb_patch = None if mc.orb_patch is None else int(mc.orb_patch)
+        patch = mc.get("orb_patch")  # absent from configs written before the key existed
+        self.orb_patch = None if patch is None else int(patch)
         self.last_stats: dict[str, float | str] = {}
         self._superglue = None
         if self.method == "superglue":
@@ -111,8 +120,7 @@ class PoseMatcher:
                 k0, k1 = self._superglue(t0, t1)
             return k0.double().numpy().reshape(-1, 2), k1.double().numpy().reshape(-1, 2)
         if self.method == "orb":
-            patch = orb_patch_size(g0.shape[0], self.orb_patch)
-            det = cv2.ORB_create(nfeatures=self.max_features, edgeThreshold=patch, patchSize=patch)
+            det = orb_detector(g0.shape[0], self.max_features, self.orb_patch)
             norm = cv2.NORM_HAMMING
         else:
             det = cv2.SIFT_create(nfeatures=self.max_features)

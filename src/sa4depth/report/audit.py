@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from sa4depth.config import ConfigError, load_config
+from sa4depth.config import ConfigError, load_config, without_inactive_keys
 from sa4depth.files import flatten, sha256_file, write_json_atomic, write_text_atomic
 from sa4depth.report.tables import provenance_of
 from sa4depth.pipeline import (TableSpec, eval_id, experiment_config, metrics_path, params_dir, row_status,
@@ -114,7 +114,7 @@ def audit_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int], we
                 if (rd / "config.yaml").is_file():
                     saved = _load(rd / "config.yaml") or {}
                     expect = row_config(spec, name, data, scale, s, weights, pdir)
-                    stale = config_diff(expect, saved)
+                    stale = config_diff(without_inactive_keys(expect), without_inactive_keys(saved))
                     r["config_matches_params"] = not stale
                     if stale:
                         r["stale_keys"] = sorted(stale)

@@ -808,7 +808,7 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
     # a run read through several files: the commit its evaluations recorded wins over an unknown one
     run_commit = {k: next((c for c in v if c not in _UNKNOWN), next((c for c in v if c == UNRECORDED), v[0]))
                   for k, v in all_runs.items()}
-    for c in (*out, *pending):
+    for c in (*out, *(p for p in pending if p["comparisons"])):
         runs: set[tuple[str, int]] = set()
         for m in c["comparisons"]:
             for side in ("a", "b"):
@@ -1136,7 +1136,8 @@ def write_ledger_figure(ledger: Mapping[str, Any], out: str | Path) -> Path:
     from sa4depth.report.figures import plot_ledger
     from sa4depth.report.tables import data_caption
 
-    claims = ledger.get("claims", [])
+    claims = [*ledger.get("claims", []), *(p for p in ledger.get("pending", [])
+                                           if p.get("comparisons") and "data" in p and "scale" in p)]
     caption = None
     if claims:
         caption = data_caption(", ".join(dict.fromkeys(c["data"] for c in claims)),
