@@ -207,6 +207,7 @@ claims:
     (m,) = p["comparisons"]
     assert m["label"] == "a vs b" and m["b_values"] == [0.30, 0.33, 0.31] and "verdict" not in p
     assert m["ci_family_level"] == pytest.approx(0.975)  # the family of 2, not of the 1 answered
+    assert set(p["budget"]["rows"]) == {"ea", "eb"}  # the learning curves of the rows it reads (no logs here)
     out = tmp_path / "ledger"
     write_ledger(led, out)
     js = json.loads((out / "claims.json").read_text())

@@ -93,5 +93,7 @@ def run(args) -> int:
         print(f"{pnd['id']:5s} {pending_text(pnd)}")
         for m in pnd.get("comparisons") or []:
             print(f"      {comparison_line(m)}")
+        if pnd.get("budget"):
+            print(f"      learning curves: {pnd['budget']['summary']}")
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0

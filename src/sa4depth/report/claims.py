@@ -784,6 +784,8 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
                 todo.setdefault(exp, set()).add(s)
             # what a pending claim already has, so that the ledger commits it (a later machine need not
             # retrain it): each present result with the files of its finished run
+            answered = [m for m in c.comparisons
+                        if not any((exp, s, m.eval) in absent for exp in (m.a, m.b) for s in range(c.seeds))]
             present = sorted({(exp, s, str(f), str(roots.run_file(data, scale, exp, s, "done.json")))
                               for (exp, s, ev), f in needed.items() if (exp, s, ev) not in absent})
             pending.append({"id": c.id, "table": c.table, "statement": c.statement, "summary": c.summary,
@@ -793,10 +795,11 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
                             "present_files": [{"exp": e, "seed": s, "file": f, "done": d} for e, s, f, d in present],
                             # the comparisons whose runs have all finished, each with the claim's whole family
                             # level, so an answered comparison reads as it will in the finished claim
-                            "comparisons": [_comparison(c, m, data, scale, roots, all_runs) for m in c.comparisons
-                                            if not any((exp, s, m.eval) in absent
-                                                       for exp in (m.a, m.b) for s in range(c.seeds))],
-                            "n_comparisons": len(c.comparisons)})
+                            "comparisons": [_comparison(c, m, data, scale, roots, all_runs) for m in answered],
+                            "n_comparisons": len(c.comparisons),
+                            # the learning curves of the rows those comparisons read
+                            **({"budget": _claim_budget(replace(c, comparisons=answered), data, scale, roots,
+                                                        budget, rows_known)} if answered else {})})
             continue
         comps = [_comparison(c, m, data, scale, roots, all_runs) for m in c.comparisons]
         out.append({
@@ -1047,6 +1050,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
                       f"finished ledger); the claim has no verdict until every comparison is in.", ""]
             if p.get("trained_at"):
                 lines += [f"Trained at: {_trained_at_text(p['trained_at'])}; {p['pairing']}.", ""]
+            if p.get("budget"):
+                lines += [f"Learning curves: {p['budget']['summary']}.", ""]
             lines += _comparison_table(done)
         if p.get("missing_runs"):
             n = sum(len(r["seeds"]) for r in p["missing_runs"])
