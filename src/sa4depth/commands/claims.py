@@ -84,16 +84,16 @@ def run(args) -> int:
     if args.readme:
         changed = update_readme(args.readme, ledger, md)
         print(f"{args.readme}: verdict table {'rewritten' if changed else 'unchanged'}", file=sys.stderr)
+    def details(c):  # a claim's comparisons and learning curves (a pending one's answered comparisons)
+        for m in c.get("comparisons") or []:
+            print(f"      {comparison_line(m)}")
+        if c.get("budget"):
+            print(f"      learning curves: {c['budget']['summary']}")
     for c in ledger["claims"]:
         print(f"{c['id']:5s} {c['verdict']:13s} {c['statement'][:90]}")
-        for m in c["comparisons"]:
-            print(f"      {comparison_line(m)}")
-        print(f"      learning curves: {c['budget']['summary']}")
+        details(c)
     for pnd in ledger["pending"]:
         print(f"{pnd['id']:5s} {pending_text(pnd)}")
-        for m in pnd.get("comparisons") or []:
-            print(f"      {comparison_line(m)}")
-        if pnd.get("budget"):
-            print(f"      learning curves: {pnd['budget']['summary']}")
+        details(pnd)
     print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0
