@@ -73,11 +73,28 @@ def test_kill_after_checkpoint_then_resume_gives_identical_weights(reference, tm
     assert max((init[k] - trained[k]).abs().max().item() for k in init if init[k].is_floating_point()) > 1e-4
 
 
+def test_done_json_says_which_commit_trained_which_steps(tmp_path, monkeypatch):
+    """A run resumed under other code records both: ``code`` lists each process's commit with the step
+    it started from; ``git`` is the code that finished it."""
+    import sa4depth.evaluate.provenance as prov
+
+    monkeypatch.setattr(prov, "git_info", lambda cwd=None: {"commit": "a" * 40, "dirty": False})
+    with pytest.raises(StopTraining):
+        train(_cfg(), tmp_path, dataset=PlaneDataset(n=5), stop_after=2, **QUIET)
+    monkeypatch.setattr(prov, "git_info", lambda cwd=None: {"commit": "b" * 40, "dirty": True})
+    train(_cfg(), tmp_path, dataset=PlaneDataset(n=5), **QUIET)
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["code"] == [{"from_step": 0, "commit": "a" * 40, "dirty": False},
+                            {"from_step": 2, "commit": "b" * 40, "dirty": True}]
+    assert done["git"] == {"commit": "b" * 40, "dirty": True}
+
+
 def test_finished_run_is_skipped_and_config_change_is_refused(reference):
     done = (reference / "done.json").read_text()
     from sa4depth.evaluate.provenance import git_info
 
     assert json.loads(done)["git"] == git_info()   # the code that trained it (commit, dirty)
+    assert json.loads(done)["code"] == [{"from_step": 0, **git_info()}]  # one process, one entry
     r = train(_cfg("train.log_every=2"), reference, dataset=PlaneDataset(n=5), **QUIET)  # bookkeeping only
     assert r.status == "skipped" and r.steps == 4
     assert (reference / "done.json").read_text() == done

@@ -400,6 +400,7 @@ class _Run:
     lines: _ProgressLines | None = None
     last_logs: dict[str, float] = field(default_factory=dict)
     last_monitor: dict[str, float] = field(default_factory=dict)
+    code: list[dict[str, Any]] = field(default_factory=list)  # {"from_step", "commit", "dirty"} per code change
 
     @property
     def last_ck(self) -> Path:
@@ -499,6 +500,7 @@ def _restore(run: _Run, state: str) -> None:
     if state == "fresh" and info.is_main:
         _start_fresh(run.cfg, run.out)
     if state != "resume":
+        _record_code(run)
         return
     ck = load_checkpoint(run.last_ck, map_location=run.device)
     if ck.get("total_steps") != run.total_steps or ck.get("steps_per_epoch") != run.steps_per_epoch:
@@ -510,12 +512,25 @@ def _restore(run: _Run, state: str) -> None:
     run.scaler.load_state_dict(ck["scaler"])
     run.step = int(ck["step"])
     run.elapsed_before = float(ck.get("elapsed_s", 0.0))
+    run.code = list(ck.get("code", []))
     rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
     rng = rngs[info.rank] if info.rank < len(rngs) else rngs[0]  # world size may change on resume
     restore_rng(rng)
+    _record_code(run)
     if info.is_main:
         run.log(f"sa4depth train: resuming {run.out} at step {run.step}/{run.total_steps}")
 
+
+
+def _record_code(run: _Run) -> None:
+    """Appends this process's code (``git_info``) to ``run.code`` with the step it starts from, unless
+    it is the code of the process before: a run resumed under a later commit says which steps each
+    commit trained (done.json ``code``; ``git`` alone is the code that finished it)."""
+    from sa4depth.evaluate.provenance import git_info
+
+    now = git_info()
+    if not run.code or {k: run.code[-1].get(k) for k in now} != now:
+        run.code.append({"from_step": run.step, **now})
 
 
 def _open_logs(run: _Run, resumed: bool, progress: bool | None, progress_every: float) -> None:
@@ -638,7 +653,7 @@ def _checkpoint(run: _Run) -> None:
             "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": rngs,
             "elapsed_s": run.elapsed(), "config": run.cfg.to_dict(),
-            "world_size": info.world_size,
+            "world_size": info.world_size, "code": run.code,
         })
 
 
@@ -670,7 +685,8 @@ def _finish(run: _Run, status: str) -> TrainResult:
             "device": str(run.device), "world_size": info.world_size, "seed": int(run.cfg.seed),
             "samples": run.samples, "steps_per_epoch": run.steps_per_epoch, **run.model.matcher_info,
             **({"monitor": run.last_monitor} if run.last_monitor else {}),
-            "git": git_info(),  # the code that trained it: {"commit", "dirty"}
+            "git": git_info(),  # the code that finished it: {"commit", "dirty"}
+            "code": run.code,   # the code of every process that trained it, from which step
         })
         if (out / REPLACED_DIR).exists():  # the new result exists: the replaced run can go
             shutil.rmtree(out / REPLACED_DIR)
