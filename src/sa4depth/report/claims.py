@@ -984,6 +984,16 @@ def pending_text(p: Mapping[str, Any]) -> str:
     return f"partly run: {done} of {p.get('n_comparisons', '?')} comparisons answered {missing}"
 
 
+def _claim_runs_and_comparisons(claim: dict, comparisons: list[dict]) -> list[str]:
+    """A claim's "Trained at" and "Learning curves" lines and its comparison table (finished or pending)."""
+    lines = []
+    if claim.get("trained_at"):
+        lines += [f"Trained at: {_trained_at_text(claim['trained_at'])}; {claim['pairing']}.", ""]
+    if claim.get("budget"):
+        lines += [f"Learning curves: {claim['budget']['summary']}.", ""]
+    return lines + _comparison_table(comparisons)
+
+
 def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | None = None) -> str:
     lines = ["# Claims ledger", "",
              "Every number below is computed by `sa4depth claims` from the per-seed result files "
@@ -1032,11 +1042,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             lines += ["Substitutions: " + "; ".join(c["substitutions"]), ""]
         if c.get("note"):
             lines += [c["note"], ""]
-        if c.get("trained_at"):
-            lines += [f"Trained at: {_trained_at_text(c['trained_at'])}; {c['pairing']}.", ""]
-        if c.get("budget"):
-            lines += [f"Learning curves: {c['budget']['summary']}.", ""]
-        lines += _comparison_table(c["comparisons"])
+        lines += _claim_runs_and_comparisons(c, c["comparisons"])
     for p in ledger.get("pending", []):
         done = p.get("comparisons") or []
         lines += ["", f"## {p['id']} ({p['table']}): {pending_text(p)}", "", f"> {p['statement']}", "",
@@ -1048,11 +1054,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             lines += ["", f"Answered so far: the {len(done)} of its {p['n_comparisons']} comparisons whose runs have "
                       f"all finished, each at the family level of the whole claim (so each reads as it will in the "
                       f"finished ledger); the claim has no verdict until every comparison is in.", ""]
-            if p.get("trained_at"):
-                lines += [f"Trained at: {_trained_at_text(p['trained_at'])}; {p['pairing']}.", ""]
-            if p.get("budget"):
-                lines += [f"Learning curves: {p['budget']['summary']}.", ""]
-            lines += _comparison_table(done)
+            lines += _claim_runs_and_comparisons(p, done)
         if p.get("missing_runs"):
             n = sum(len(r["seeds"]) for r in p["missing_runs"])
             lines += ["", f"Runs without their results ({n}): " + "; ".join(
