@@ -384,6 +384,15 @@ def test_ledger_names_the_commit_that_trained_each_run(tmp_path):
     (runs / "synthetic" / "tiny" / "eb" / "seed1" / "done.json").write_text(json.dumps(done[("ea", 0)]))
     t1 = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)["claims"][0]
     assert t1["pairing"] == "seeds 0, 2 pair runs trained at different commits"
+    # a run resumed under other code reads as its commits in order (done.json `code`)
+    (runs / "synthetic" / "tiny" / "eb" / "seed1" / "done.json").write_text(json.dumps({
+        "git": {"commit": "bbbbbbb999", "dirty": False},
+        "code": [{"from_step": 0, "commit": "abcdef0123", "dirty": False},
+                 {"from_step": 300, "commit": "bbbbbbb999", "dirty": False}]}))
+    t1 = build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics)["claims"][0]
+    assert t1["comparisons"][0]["b_trained_at"][1] == "abcdef0+bbbbbbb"
+    write_ledger(build_ledger(spec["claims"], "synthetic", "tiny", runs, metrics), out)
+    assert "`a+b`: a run resumed under other code" in (out / "claims.md").read_text()
 
 
 def test_log_comparison_reads_the_finished_runs_learning_curve_at_its_step(tmp_path):

@@ -103,6 +103,11 @@ def test_write_result_names_the_run_that_trained_the_evaluated_model(tmp_path):
     r = json.loads(jobs.write_result(tmp_path / "b.json", res).read_text())
     assert r["provenance"]["trained"] == {"model": str(run / "model.pt"), "done": True, "steps": 600,
                                          "git": {"commit": "c0ffee" * 6, "dirty": False}, "model_sha256": "ab12"}
+    code = [{"from_step": 0, "commit": "ab" * 20, "dirty": False}, {"from_step": 300, "commit": "c0ffee" * 6,
+                                                                      "dirty": False}]
+    (run / "done.json").write_text(json.dumps({"status": "done", "steps": 600, "git": code[1], "code": code}))
+    r = json.loads(jobs.write_result(tmp_path / "b2.json", res).read_text())
+    assert r["provenance"]["trained"]["code"] == code   # the commits of a resumed run, in order
     # a broken or foreign done.json: the numbers are still written, the record says why it is not used
     (run / "done.json").write_text("[600]")
     r = json.loads(jobs.write_result(tmp_path / "c.json", res).read_text())

@@ -521,7 +521,8 @@ def training_record(model_path: str | os.PathLike) -> dict[str, Any]:
         return {**rec, "error": str(e)}
     if d.get("model", mp.name) != mp.name:
         return {**rec, "error": f"{done} describes {d.get('model')!r}, not {mp.name!r}"}
-    rec.update(done=True, git=d.get("git"), model_sha256=d.get("model_sha256"), steps=d.get("steps"))
+    rec.update(done=True, git=d.get("git"), model_sha256=d.get("model_sha256"), steps=d.get("steps"),
+               **({"code": d["code"]} if isinstance(d.get("code"), list) else {}))
     return rec
 
 

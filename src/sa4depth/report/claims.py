@@ -643,10 +643,20 @@ def _short_commit(git: Any) -> str:
     return str(git["commit"])[:7] + ("-dirty" if git.get("dirty") else "")
 
 
+def _short_code(rec: Mapping[str, Any]) -> str:
+    """``git`` as :func:`_short_commit`; a run resumed under other code (done.json ``code``: one entry per
+    process whose commit differs from the one before) reads as its commits in order, joined by ``+``."""
+    code = rec.get("code")
+    if isinstance(code, list) and len(code) > 1 and all(isinstance(e, Mapping) for e in code):
+        return "+".join(_short_commit(e) for e in code)
+    return _short_commit(rec.get("git"))
+
+
 def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path | RunRoots,
                result: Mapping[str, Any] | None = None, done: Mapping[str, Any] | None = None) -> str:
     """The commit that trained a run: the short hash, with ``-dirty`` when the tree had uncommitted
-    changes; :data:`UNRECORDED` or :data:`RUN_NOT_FOUND` otherwise. Read from the evaluation
+    changes (``a+b`` for a run resumed under other code, :func:`_short_code`); :data:`UNRECORDED` or
+    :data:`RUN_NOT_FOUND` otherwise. Read from the evaluation
     ``result``'s ``provenance.trained`` (what the evaluated model's run recorded) when it has one,
     else from the run's done.json (``git``; ``done``: its content, when the caller has read it)."""
     from sa4depth.safeio import load_json_object
@@ -654,13 +664,13 @@ def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path
     prov = result.get("provenance") if isinstance(result, Mapping) else None
     trained = prov.get("trained") if isinstance(prov, Mapping) else None
     if isinstance(trained, Mapping) and trained.get("done"):
-        return _short_commit(trained.get("git"))
+        return _short_code(trained)
     if done is None:
         f = RunRoots.of(runs_root).run_file(data, scale, exp, seed, "done.json")
         if not f.is_file():
             return RUN_NOT_FOUND
         done = load_json_object(f, "done.json")
-    return _short_commit(done.get("git"))
+    return _short_code(done)
 
 
 def _train_time(runs: Iterable[tuple[str, int]], data: str, scale: str, roots: RunRoots) -> dict[str, Any]:
@@ -1017,6 +1027,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
                          f"recorded one, or outside a git checkout)")
         if RUN_NOT_FOUND in counts:
             notes.append(f"{RUN_NOT_FOUND}: neither the evaluation nor a run directory records it")
+        if any("+" in k for k in counts):
+            notes.append("`a+b`: a run resumed under other code, its commits in order")
         lines += ["Runs read, by the commit that trained them (as the evaluations or the runs' `done.json` "
                   f"record it): {_trained_at_text(counts)}" + (f" ({'; '.join(notes)})." if notes else "."), ""]
     tt = ledger.get("train_time")
