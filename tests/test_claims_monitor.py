@@ -962,7 +962,9 @@ def test_readme_verdict_tables_are_the_committed_ledgers():
         for source, start, end in readme_table_blocks(text, str(doc)):
             ledger = (doc.parent / source).resolve()
             named.add(ledger.relative_to(ROOT).as_posix())
-            assert text[start:end].strip() == _table_of(ledger.read_text(encoding="utf-8")), (doc, source)
+            md = ledger.read_text(encoding="utf-8")
+            tt = [ln for ln in md.splitlines() if ln.startswith("Training time of those runs:")]
+            assert text[start:end].strip() == "\n\n".join([_table_of(md)] + tt), (doc, source)
     assert named >= {"results/claims/claims.md", "results/claims/synthetic-study/claims.md"}
 
 
@@ -984,6 +986,11 @@ def test_update_readme_rewrites_only_the_marked_block(tmp_path):
     assert "| T1 | table_x | a beats b | **reproduced** | synthetic | tiny | 3 | 1 of 1 |" in text
     assert "| T2 | table_x | later | not run yet (6 result files missing) | | | 3 | |" in text
     assert update_readme(doc, led, md) is False                   # the same ledger: nothing to change
+    assert "Training time" not in text                            # no run with a done.json: no line
+    led["train_time"] = {"runs": 4, "train_hours": 2.25, "runs_without_time": 1}
+    assert update_readme(doc, led, md) is True
+    assert ("| 3 | |\n\nTraining time of those runs: 2.2 hours summed over 4 runs (each run's `wall_time_s` in "
+            "its `done.json`") in doc.read_text() and "; 1 runs have no record.\n<!-- /ledger-table -->" in doc.read_text()
     with pytest.raises(ValueError, match="no ledger-table block names .*nowhere/claims.md .*led/claims.md, elsewhere"):
         update_readme(doc, led, tmp_path / "nowhere" / "claims.md")
     bad = _write(tmp_path / "other.md", "no markers here\n")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
            "claim_inputs", "build_ledger", "RunRoots", "committed_copy", "is_current", "write_ledger",
-           "with_seeds", "trained_at", "BudgetRule", "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
+           "with_seeds", "trained_at", "train_time_line", "BudgetRule", "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -943,15 +943,31 @@ def check_readme(path: str | os.PathLike, source: str | os.PathLike) -> tuple[st
     return text, _blocks_of(p, text, source)
 
 
+def train_time_line(ledger: Mapping[str, Any]) -> str | None:
+    """The "Training time of those runs" line of claims.md (and of the README's block), or None when the
+    ledger reads no run with a ``done.json``."""
+    tt = ledger.get("train_time")
+    if not tt or not (tt["runs"] or tt["runs_without_time"]):
+        return None
+    return (f"Training time of those runs: {tt['train_hours']:.1f} hours summed over {tt['runs']} runs (each "
+            f"run's `wall_time_s` in its `done.json`, resumed processes included; two side by side on 2 CPU "
+            f"cores take about half that in wall time)"
+            + (f"; {tt['runs_without_time']} runs have no record." if tt["runs_without_time"] else "."))
+
+
 def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any], source: str | os.PathLike) -> bool:
-    """Rewrite the verdict table in the ledger-table blocks of ``path`` that name ``source`` (the
-    claims.md of ``ledger``), atomically; True if it changed. Everything else is kept as it is."""
+    """Rewrite the verdict table (and the training-time line under it, :func:`train_time_line`) in the
+    ledger-table blocks of ``path`` that name ``source`` (the claims.md of ``ledger``), atomically; True
+    if it changed. Everything else is kept as it is."""
     from sa4depth.files import write_text_atomic
 
     text, blocks = check_readme(path, source)
+    block = verdict_table(ledger)
+    if tt := train_time_line(ledger):
+        block += ["", tt]
     new = text
     for _, start, end in reversed(blocks):
-        new = new[:start] + "\n".join(verdict_table(ledger)) + "\n" + new[end:]
+        new = new[:start] + "\n".join(block) + "\n" + new[end:]
     if new == text:
         return False
     write_text_atomic(Path(path), new, encoding="utf-8")
@@ -1031,12 +1047,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
             notes.append("`a+b`: a run resumed under other code, its commits in order")
         lines += ["Runs read, by the commit that trained them (as the evaluations or the runs' `done.json` "
                   f"record it): {_trained_at_text(counts)}" + (f" ({'; '.join(notes)})." if notes else "."), ""]
-    tt = ledger.get("train_time")
-    if tt and (tt["runs"] or tt["runs_without_time"]):
-        lines += [f"Training time of those runs: {tt['train_hours']:.1f} hours summed over {tt['runs']} runs (each "
-                  f"run's `wall_time_s` in its `done.json`, resumed processes included; two side by side on 2 CPU "
-                  f"cores take about half that in wall time)"
-                  + (f"; {tt['runs_without_time']} runs have no record." if tt["runs_without_time"] else "."), ""]
+    if tt := train_time_line(ledger):
+        lines += [tt, ""]
     rule = ledger.get("budget_rule")
     if rule:
         lines += [f"Learning curves: each compared row's validation `{rule['column']}` (the monitor's, in the runs' "
