@@ -521,7 +521,6 @@ def _restore(run: _Run, state: str) -> None:
         run.log(f"sa4depth train: resuming {run.out} at step {run.step}/{run.total_steps}")
 
 
-
 def _record_code(run: _Run) -> None:
     """Appends this process's code (``git_info``) to ``run.code`` with the step it starts from, unless
     it is the code of the process before: a run resumed under a later commit says which steps each
