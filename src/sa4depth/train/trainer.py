@@ -345,6 +345,8 @@ def _train(cfg: Config, out: Path, resume: str, progress: bool | None, stop_afte
         return _skip_done(out, info, log)
     run = _setup(cfg, out, device, info, log, t_start, train_set)
     _restore(run, state)
+    if info.is_main:  # rank 0 writes the checkpoints and done.json that carry it
+        _record_code(run)
     _open_logs(run, resumed=state == "resume", progress=progress, progress_every=progress_every)
     status = "done"
     run.model.train()
@@ -500,7 +502,6 @@ def _restore(run: _Run, state: str) -> None:
     if state == "fresh" and info.is_main:
         _start_fresh(run.cfg, run.out)
     if state != "resume":
-        _record_code(run)
         return
     ck = load_checkpoint(run.last_ck, map_location=run.device)
     if ck.get("total_steps") != run.total_steps or ck.get("steps_per_epoch") != run.steps_per_epoch:
@@ -516,7 +517,6 @@ def _restore(run: _Run, state: str) -> None:
     rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
     rng = rngs[info.rank] if info.rank < len(rngs) else rngs[0]  # world size may change on resume
     restore_rng(rng)
-    _record_code(run)
     if info.is_main:
         run.log(f"sa4depth train: resuming {run.out} at step {run.step}/{run.total_steps}")
 
