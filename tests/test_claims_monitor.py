@@ -990,7 +990,7 @@ def test_update_readme_rewrites_only_the_marked_block(tmp_path):
     led["train_time"] = {"runs": 4, "train_hours": 2.25, "runs_without_time": 1}
     assert update_readme(doc, led, md) is True
     assert ("| 3 | |\n\nTraining time of those runs: 2.2 hours summed over 4 runs (each run's `wall_time_s` in "
-            "its `done.json`") in doc.read_text() and "; 1 runs have no record.\n<!-- /ledger-table -->" in doc.read_text()
+            "its `done.json`") in doc.read_text() and "; 1 run has no record.\n<!-- /ledger-table -->" in doc.read_text()
     with pytest.raises(ValueError, match="no ledger-table block names .*nowhere/claims.md .*led/claims.md, elsewhere"):
         update_readme(doc, led, tmp_path / "nowhere" / "claims.md")
     bad = _write(tmp_path / "other.md", "no markers here\n")

@@ -949,10 +949,11 @@ def train_time_line(ledger: Mapping[str, Any]) -> str | None:
     tt = ledger.get("train_time")
     if not tt or not (tt["runs"] or tt["runs_without_time"]):
         return None
-    return (f"Training time of those runs: {tt['train_hours']:.1f} hours summed over {tt['runs']} runs (each "
-            f"run's `wall_time_s` in its `done.json`, resumed processes included; two side by side on 2 CPU "
-            f"cores take about half that in wall time)"
-            + (f"; {tt['runs_without_time']} runs have no record." if tt["runs_without_time"] else "."))
+    n, untimed = tt["runs"], tt["runs_without_time"]
+    return (f"Training time of those runs: {tt['train_hours']:.1f} hours summed over {n} run{'s' * (n != 1)} "
+            f"(each run's `wall_time_s` in its `done.json`, resumed processes included; two side by side on 2 "
+            f"CPU cores take about half that in wall time)"
+            + (f"; {untimed} run{'s have' if untimed != 1 else ' has'} no record." if untimed else "."))
 
 
 def update_readme(path: str | os.PathLike, ledger: Mapping[str, Any], source: str | os.PathLike) -> bool:
