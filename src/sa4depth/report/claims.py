@@ -1003,10 +1003,11 @@ def _comparison_table(comps: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def pending_text(p: Mapping[str, Any]) -> str:
-    """A pending claim's state in words: 'not run yet (6 result files missing)' or 'partly run: 2 of 8
-    comparisons answered (12 result files missing)'."""
+    """A pending claim's state in words: 'not run yet (6 result files missing)' when none of its result
+    files exists, else 'partly run: 2 of 8 comparisons answered (12 result files missing)' (0 of 8 while
+    every comparison still lacks a file)."""
     done, missing = len(p.get("comparisons") or []), f"({p['missing']} result files missing)"
-    if not done:
+    if not done and not p.get("present_files"):
         return f"not run yet {missing}"
     return f"partly run: {done} of {p.get('n_comparisons', '?')} comparisons answered {missing}"
 
