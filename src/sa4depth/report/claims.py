@@ -950,7 +950,7 @@ def train_time_line(ledger: Mapping[str, Any]) -> str | None:
     if not tt or not (tt["runs"] or tt["runs_without_time"]):
         return None
     n, untimed = tt["runs"], tt["runs_without_time"]
-    return (f"Training time of those runs: {tt['train_hours']:.1f} hours summed over {n} run{'s' * (n != 1)} "
+    return (f"Training time of those runs: {tt['train_hours']:.1f} hours summed over {n} run{'s' if n != 1 else ''} "
             f"(each run's `wall_time_s` in its `done.json`, resumed processes included; two side by side on 2 "
             f"CPU cores take about half that in wall time)"
             + (f"; {untimed} run{'s have' if untimed != 1 else ' has'} no record." if untimed else "."))
