@@ -136,6 +136,29 @@ def test_csv_tex_json_outputs(spec, tmp_path):
     assert js["rows"]["base"]["abs_rel"]["n"] == 2 and js["scale"] == "tiny"
 
 
+def test_tables_name_the_commit_that_trained_each_run(spec, tmp_path):
+    """Each seed's run in the JSON names its training commit (from the evaluation's record of the run,
+    else the run's done.json, else 'run not found'), its evaluation commit and data; the notes count them."""
+    root, runs = tmp_path / "metrics", tmp_path / "runs"
+    _fill(root)
+    rd = P.run_dir("synthetic", "tiny", "md2_18", 0, runs)
+    rd.mkdir(parents=True)
+    (rd / "done.json").write_text(json.dumps({"status": "done", "git": {"commit": "1234567" + "0" * 33, "dirty": True}}))
+    p = P.metrics_path("synthetic", "tiny", "md2_18", 1, "depth_eigen_benchmark", root)
+    obj = json.loads(p.read_text())
+    obj["provenance"]["trained"] = {"done": True, "git": {"commit": "fedcba9" + "0" * 33, "dirty": False}}
+    p.write_text(json.dumps(obj))
+    res = build_table(spec, "synthetic", "tiny", [0, 1], metrics_root=root, runs_root=runs)
+    js = to_json(res)["rows"]
+    assert js["base"]["runs"] == [
+        {"seed": 0, "trained_at": "1234567-dirty", "evaluated_at": "abc123", "data_hash": "d" * 8},
+        {"seed": 1, "trained_at": "fedcba9", "evaluated_at": "abc123", "data_hash": "d" * 8}]
+    assert [r["trained_at"] for r in js["ours_v"]["runs"]] == ["run not found"] * 2
+    assert "runs" not in js["cited"]
+    assert any(n.startswith("Trained at: run not found 2 runs, `1234567-dirty` 1 run, `fedcba9` 1 run")
+               for n in res.notes), res.notes
+
+
 def test_matcher_rows_show_what_ran(tmp_path):
     spec = P.load_table("table_vi", PARAMS)
     root, runs = tmp_path / "m", tmp_path / "runs"

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
            "claim_inputs", "build_ledger", "RunRoots", "committed_copy", "is_current", "write_ledger",
-           "with_seeds", "trained_at", "train_time_line", "BudgetRule", "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
+           "with_seeds", "trained_at", "commit_counts", "trained_at_text", "train_time_line", "BudgetRule", "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -693,7 +693,8 @@ def _train_time(runs: Iterable[tuple[str, int]], data: str, scale: str, roots: R
     return {"runs": timed, "train_hours": total / 3600.0, "runs_without_time": untimed}
 
 
-def _commit_counts(commits: Iterable[str]) -> dict[str, int]:
+def commit_counts(commits: Iterable[str]) -> dict[str, int]:
+    """How many runs each commit trained, most first (ties by name)."""
     counts: dict[str, int] = {}
     for c in commits:
         counts[c] = counts.get(c, 0) + 1
@@ -827,13 +828,14 @@ def build_ledger(claims: Sequence[Claim], data: str, scale: str,
             for side in ("a", "b"):
                 runs.update(m[f"{side}_trained_at"])
                 m[f"{side}_trained_at"] = [run_commit[k] for k in m[f"{side}_trained_at"]]
-        c["trained_at"] = _commit_counts(run_commit[k] for k in sorted(runs))
+        c["trained_at"] = commit_counts(run_commit[k] for k in sorted(runs))
         c["pairing"] = _pairing(c["comparisons"], c["trained_at"])
-    return {"claims": out, "pending": pending, "trained_at": _commit_counts(run_commit.values()),
+    return {"claims": out, "pending": pending, "trained_at": commit_counts(run_commit.values()),
             "train_time": _train_time(all_runs, data, scale, roots), "budget_rule": asdict(budget)}
 
 
-def _trained_at_text(counts: Mapping[str, int]) -> str:
+def trained_at_text(counts: Mapping[str, int]) -> str:
+    """:func:`commit_counts` in words: ```abc1234` 12 runs, unrecorded 1 run``."""
     parts = [f"{c if c in _UNKNOWN else f'`{c}`'} {n} run{'s' if n != 1 else ''}" for c, n in counts.items()]
     return ", ".join(parts) if parts else "none"
 
@@ -1016,7 +1018,7 @@ def _claim_runs_and_comparisons(claim: dict, comparisons: list[dict]) -> list[st
     """A claim's "Trained at" and "Learning curves" lines and its comparison table (finished or pending)."""
     lines = []
     if claim.get("trained_at"):
-        lines += [f"Trained at: {_trained_at_text(claim['trained_at'])}; {claim['pairing']}.", ""]
+        lines += [f"Trained at: {trained_at_text(claim['trained_at'])}; {claim['pairing']}.", ""]
     if claim.get("budget"):
         lines += [f"Learning curves: {claim['budget']['summary']}.", ""]
     return lines + _comparison_table(comparisons)
@@ -1048,7 +1050,7 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
         if any("+" in k for k in counts):
             notes.append("`a+b`: a run resumed under other code, its commits in order")
         lines += ["Runs read, by the commit that trained them (as the evaluations or the runs' `done.json` "
-                  f"record it): {_trained_at_text(counts)}" + (f" ({'; '.join(notes)})." if notes else "."), ""]
+                  f"record it): {trained_at_text(counts)}" + (f" ({'; '.join(notes)})." if notes else "."), ""]
     if tt := train_time_line(ledger):
         lines += [tt, ""]
     rule = ledger.get("budget_rule")

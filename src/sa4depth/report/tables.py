@@ -135,6 +135,7 @@ class RowResult:
     ran: dict[str, str] = field(default_factory=dict)   # show_config key -> value of the run
     missing: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    trained_at: dict[int, str] = field(default_factory=dict)   # seed -> the commit that trained its run
 
 
 @dataclass
@@ -186,6 +187,11 @@ class TableResult:
             f = column_format(self, c)
             if f.scientific:
                 out.append(f"{c.label}: scientific notation for the whole column ({f.reason}).")
+        trained = [c for rr in self.rows for c in rr.trained_at.values()]
+        if trained:
+            from sa4depth.report.claims import commit_counts, trained_at_text
+            out.append(f"Trained at: {trained_at_text(commit_counts(trained))} (the commit each run's "
+                       f"done.json or evaluation recorded; per seed in the JSON's `runs`).")
         return out
 
 
@@ -322,6 +328,8 @@ def build_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
                 metrics_root: str | Path = "results/metrics", allow_missing: bool = False) -> TableResult:
     """Collect every row's numbers. Raises :class:`MissingResults` for a run row without results
     unless ``allow_missing`` (then the row's status says which files are missing)."""
+    from sa4depth.report.claims import trained_at
+
     seeds = [int(s) for s in seeds]
     notes = _table_notes(spec)
     rows: list[RowResult] = []
@@ -339,7 +347,7 @@ def build_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
         rr = RowResult(row=row, status=status, cells=cells)
         if status == "run":
             for s in seeds:
-                got_any = False
+                got_any, trained_obj = False, None
                 for c in spec.columns:
                     ev = spec.evals[spec.eval_for(row, c)]
                     p = metrics_path(data, scale, row.experiment, s, eval_id(ev), metrics_root)
@@ -353,8 +361,12 @@ def build_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
                         cells[c.key].devices.append(device_of(obj) or "unknown device")
                     got_any = True
                     rr.provenance.setdefault(s, provenance_of(obj))
+                    if trained_obj is None and isinstance((obj.get("provenance") or {}).get("trained"), Mapping):
+                        trained_obj = obj
                 if got_any:
                     rr.seeds.append(s)
+                    # what the evaluation recorded of the run it read, else the run's own done.json
+                    rr.trained_at[s] = trained_at(data, scale, row.experiment, s, runs_root, trained_obj)
                 rdir = run_dir(data, scale, row.experiment, s, runs_root)
                 cfg = _run_config(rdir)
                 for key in row.show_config:
@@ -667,6 +679,12 @@ def _num(x: float | None) -> str:
     return "" if x is None else repr(float(x))
 
 
+def _short(prov: Mapping[str, Any]) -> str | None:
+    """:func:`provenance_of`'s commit as the ledger writes one: 7 hex digits, ``-dirty`` when it was."""
+    c = prov.get("code_commit")
+    return f"{str(c)[:7]}{'-dirty' if prov.get('code_dirty') else ''}" if c else None
+
+
 def to_json(res: TableResult) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for rr in res.rows:
@@ -687,6 +705,11 @@ def to_json(res: TableResult) -> dict[str, Any]:
             entry[c.key] = e
         if rr.ran:
             entry["ran"] = rr.ran
+        if rr.seeds:
+            # each seed's run: the commit that trained it, the commit that evaluated it, the data it read
+            entry["runs"] = [{"seed": s, "trained_at": rr.trained_at.get(s),
+                              "evaluated_at": _short(rr.provenance.get(s, {})),
+                              "data_hash": rr.provenance.get(s, {}).get("data_hash")} for s in rr.seeds]
         rows[rr.row.name] = entry
     cols = []
     for c in res.spec.columns:
