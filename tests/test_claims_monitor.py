@@ -168,6 +168,9 @@ def test_ledger_is_computed_from_the_result_files(tmp_path):
     assert p["missing"] == 3 and len(p["present_files"]) == 3 and "the 3 present are copied" in md
     assert p["missing_runs"] == [{"exp": "ec", "seeds": [0, 1, 2]}]
     assert "Runs without their results (3): `ec` seeds 0-2." in md
+    # the text names runs, not this machine's paths (those stay in claims.json's missing_files)
+    (line,) = [x for x in md.splitlines() if "result files are missing" in x]
+    assert str(metrics) not in line and p["missing_files"][0].startswith(str(metrics))
     assert all((out / f).is_file() for f in p["present_files"])
     # no run directories: the training commit is unknown, and said so
     assert m["a_trained_at"] == ["run not found"] * 3 and led["trained_at"] == {"run not found": 6}

@@ -1074,7 +1074,8 @@ def ledger_markdown(ledger: Mapping[str, Any], provenance: Mapping[str, Any] | N
     for p in ledger.get("pending", []):
         done = p.get("comparisons") or []
         lines += ["", f"## {p['id']} ({p['table']}): {pending_text(p)}", "", f"> {p['statement']}", "",
-                  f"{p['missing']} result files are missing (e.g. `{p['missing_files'][0]}`); "
+                  f"{p['missing']} result files are missing (claims.json's `missing_files` names them; the runs "
+                  f"they come from are listed below); "
                   f"`snakemake --profile local claims` trains and evaluates them, resuming what exists"
                   + (f"; the {len(p['present_files'])} present are copied under `runs/`."
                      if p.get("present_files") else ".")]
