@@ -245,11 +245,14 @@ def test_audit_reports_runs_checkpoints_and_stale_configs(tmp_path):
     rd.mkdir(parents=True)
     (rd / "config.yaml").write_text(yaml.safe_dump(cfg))
     (rd / "model.pt").write_bytes(b"weights")
-    (rd / "done.json").write_text(json.dumps({"status": "done", "steps": 4}))
+    (rd / "done.json").write_text(json.dumps({"status": "done", "steps": 4,
+                                              "git": {"commit": "9876543" + "0" * 33, "dirty": False}}))
     _write_eval(mroot, "abl10_detach_depth", 0, "depth_eigen_benchmark", {"abs_rel": 0.1, "a1": 0.9})
     a = audit_table(spec, "synthetic", "tiny", [0], runs_root=runs, metrics_root=mroot, pdir=PARAMS)
     r = a["rows"]["r10_detach_depth"]["runs"][0]
     assert r["ran"] and r["done_status"] == "done" and r["config_matches_params"]
+    # trained at the done.json's commit, evaluated at the evaluation's (code_commit)
+    assert r["trained_at"] == "9876543" and "trained_at=9876543; " in audit_markdown(a)
     # a run recorded before matcher.orb_patch existed (its matcher off) still matches the params
     older = {**cfg, "matcher": {k: v for k, v in cfg["matcher"].items() if k != "orb_patch"}}
     (rd / "config.yaml").write_text(yaml.safe_dump(older))

@@ -4,8 +4,8 @@ For each row of a table with a ``baseline_row`` (Table VI: row 6 = SA4Depth) the
 row's config and the baseline's config exactly as the workflow trains them
 (:func:`sa4depth.pipeline.experiment_config`), lists every differing dotted key, and checks that set
 against the row's declared ``switch`` (plus ``allowed`` extras such as a weights path). It then reports,
-per seed, whether the run exists, its ``done.json`` status, the data hash and code commit recorded by
-its evaluation JSONs, the checkpoint's sha256, and whether the run's saved ``config.yaml`` still equals
+per seed, whether the run exists, its ``done.json`` status and the commit that trained it, the data
+hash and code commit recorded by its evaluation JSONs, the checkpoint's sha256, and whether the run's saved ``config.yaml`` still equals
 what the params say (a stale run is flagged). Works without any run. Never imports torch.
 
 A row whose resolved config is identical to the baseline's ablates nothing (a wrong ``experiment:`` or
@@ -23,6 +23,7 @@ import yaml
 
 from sa4depth.config import ConfigError, load_config, without_inactive_keys
 from sa4depth.files import flatten, sha256_file, write_json_atomic, write_text_atomic
+from sa4depth.report.claims import trained_at
 from sa4depth.report.tables import provenance_of
 from sa4depth.pipeline import (TableSpec, eval_id, experiment_config, metrics_path, params_dir, row_status,
                                   run_dir, synthetic_paths, DATASET_PROFILE)
@@ -108,6 +109,9 @@ def audit_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int], we
                     r["ran"] = True
                     r["done_status"] = d.get("status") if isinstance(d, dict) else None
                     r["steps"] = d.get("steps") if isinstance(d, dict) else None
+                    # the commit that trained it (``code_commit`` below is the one that evaluated it)
+                    r["trained_at"] = trained_at(data, scale, row.experiment, s, runs_root,
+                                                 done=d if isinstance(d, dict) else {})
                 model = rd / "model.pt"
                 if model.is_file():
                     r["checkpoint_sha256"] = sha256_file(model)
@@ -182,7 +186,8 @@ def audit_markdown(a: Mapping[str, Any]) -> str:
             out.append(f"- switch named by the paper: {e['switch'] or '(none: reference row)'} -> {verdict}")
         for r in e.get("runs", []):
             bits = [f"seed {r['seed']}", "ran" if r["ran"] else "not run yet"]
-            for k in ("done_status", "steps", "data_hash", "code_commit", "code_dirty", "checkpoint_sha256"):
+            for k in ("done_status", "steps", "trained_at", "data_hash", "code_commit", "code_dirty",
+                      "checkpoint_sha256"):
                 if r.get(k) is not None:
                     bits.append(f"{k}={r[k]}")
             if "config_matches_params" in r:
