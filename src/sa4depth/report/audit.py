@@ -5,8 +5,9 @@ row's config and the baseline's config exactly as the workflow trains them
 (:func:`sa4depth.pipeline.experiment_config`), lists every differing dotted key, and checks that set
 against the row's declared ``switch`` (plus ``allowed`` extras such as a weights path). It then reports,
 per seed, whether the run exists, its ``done.json`` status and the commit that trained it, the data
-hash and code commit recorded by its evaluation JSONs, the checkpoint's sha256, and whether the run's saved ``config.yaml`` still equals
-what the params say (a stale run is flagged). Works without any run. Never imports torch.
+hash and code commit recorded by its evaluation JSONs, the checkpoint's sha256, and whether the run's
+saved ``config.yaml`` still equals what the params say (a stale run is flagged). Works without any run.
+Never imports torch.
 
 A row whose resolved config is identical to the baseline's ablates nothing (a wrong ``experiment:`` or
 an ``inherit`` that undoes its own switch): it is listed in ``rows_identical_to_baseline`` and, like a

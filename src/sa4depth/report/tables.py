@@ -45,6 +45,7 @@ import yaml
 
 from sa4depth.files import write_json_atomic, write_text_atomic
 from sa4depth.pipeline import (Column, Row, TableSpec, eval_id, metrics_path, row_status, run_dir)
+from sa4depth.report.claims import commit_counts, trained_at, trained_at_text
 
 __all__ = ["Cell", "RowResult", "TableResult", "build_table", "write_table", "to_markdown", "to_latex",
            "to_csv", "to_json", "to_html", "lookup", "scale_note", "data_caption", "MissingResults",
@@ -189,7 +190,6 @@ class TableResult:
                 out.append(f"{c.label}: scientific notation for the whole column ({f.reason}).")
         trained = [c for rr in self.rows for c in rr.trained_at.values()]
         if trained:
-            from sa4depth.report.claims import commit_counts, trained_at_text
             out.append(f"Trained at: {trained_at_text(commit_counts(trained))} (the commit each run's "
                        f"done.json or evaluation recorded; per seed in the JSON's `runs`).")
         return out
@@ -328,8 +328,6 @@ def build_table(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
                 metrics_root: str | Path = "results/metrics", allow_missing: bool = False) -> TableResult:
     """Collect every row's numbers. Raises :class:`MissingResults` for a run row without results
     unless ``allow_missing`` (then the row's status says which files are missing)."""
-    from sa4depth.report.claims import trained_at
-
     seeds = [int(s) for s in seeds]
     notes = _table_notes(spec)
     rows: list[RowResult] = []
