@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["Comparison", "Claim", "load_claims", "paired_interval", "compare", "claim_verdict", "seeds_needed",
            "claim_inputs", "build_ledger", "RunRoots", "committed_copy", "is_current", "write_ledger",
-           "with_seeds", "trained_at", "commit_counts", "trained_at_text", "train_time_line", "BudgetRule", "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
+           "with_seeds", "trained_at", "short_commit", "commit_counts", "trained_at_text", "train_time_line", "BudgetRule", "learning_state", "verdict_table", "update_readme", "comparison_line", "VERDICTS"]
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 TRAIN_EVAL = "train"  # the run's done.json (its final scale-alignment monitor values)
@@ -637,19 +637,20 @@ RUN_NOT_FOUND = "run not found"
 _UNKNOWN = (UNRECORDED, RUN_NOT_FOUND)
 
 
-def _short_commit(git: Any) -> str:
+def short_commit(git: Any) -> str:
+    """A ``{"commit", "dirty"}`` record as 7 hex digits, ``-dirty`` when it was; :data:`UNRECORDED` without one."""
     if not isinstance(git, dict) or not git.get("commit"):
         return UNRECORDED
     return str(git["commit"])[:7] + ("-dirty" if git.get("dirty") else "")
 
 
 def _short_code(rec: Mapping[str, Any]) -> str:
-    """``git`` as :func:`_short_commit`; a run resumed under other code (done.json ``code``: one entry per
+    """``git`` as :func:`short_commit`; a run resumed under other code (done.json ``code``: one entry per
     process whose commit differs from the one before) reads as its commits in order, joined by ``+``."""
     code = rec.get("code")
     if isinstance(code, list) and len(code) > 1 and all(isinstance(e, Mapping) for e in code):
-        return "+".join(_short_commit(e) for e in code)
-    return _short_commit(rec.get("git"))
+        return "+".join(short_commit(e) for e in code)
+    return short_commit(rec.get("git"))
 
 
 def trained_at(data: str, scale: str, exp: str, seed: int, runs_root: str | Path | RunRoots,

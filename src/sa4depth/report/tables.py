@@ -45,7 +45,7 @@ import yaml
 
 from sa4depth.files import write_json_atomic, write_text_atomic
 from sa4depth.pipeline import (Column, Row, TableSpec, eval_id, metrics_path, row_status, run_dir)
-from sa4depth.report.claims import commit_counts, trained_at, trained_at_text
+from sa4depth.report.claims import commit_counts, short_commit, trained_at, trained_at_text
 
 __all__ = ["Cell", "RowResult", "TableResult", "build_table", "write_table", "to_markdown", "to_latex",
            "to_csv", "to_json", "to_html", "lookup", "scale_note", "data_caption", "MissingResults",
@@ -677,10 +677,10 @@ def _num(x: float | None) -> str:
     return "" if x is None else repr(float(x))
 
 
-def _short(prov: Mapping[str, Any]) -> str | None:
-    """:func:`provenance_of`'s commit as the ledger writes one: 7 hex digits, ``-dirty`` when it was."""
+def _evaluated_at(prov: Mapping[str, Any]) -> str | None:
+    """:func:`provenance_of`'s commit written as the ledger writes one (:func:`short_commit`); None if none."""
     c = prov.get("code_commit")
-    return f"{str(c)[:7]}{'-dirty' if prov.get('code_dirty') else ''}" if c else None
+    return short_commit({"commit": c, "dirty": prov.get("code_dirty")}) if c else None
 
 
 def to_json(res: TableResult) -> dict[str, Any]:
@@ -706,7 +706,7 @@ def to_json(res: TableResult) -> dict[str, Any]:
         if rr.seeds:
             # each seed's run: the commit that trained it, the commit that evaluated it, the data it read
             entry["runs"] = [{"seed": s, "trained_at": rr.trained_at.get(s),
-                              "evaluated_at": _short(rr.provenance.get(s, {})),
+                              "evaluated_at": _evaluated_at(rr.provenance.get(s, {})),
                               "data_hash": rr.provenance.get(s, {}).get("data_hash")} for s in rr.seeds]
         rows[rr.row.name] = entry
     cols = []
