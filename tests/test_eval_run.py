@@ -147,6 +147,46 @@ def test_git_dirty_means_code_or_params_changed_not_the_committed_results(tmp_pa
     assert git_info(tmp_path / "src")["dirty"] is True
 
 
+def test_a_tree_without_git_records_the_commit_the_caller_states(tmp_path, monkeypatch, capsys):
+    """A copy without .git (a cluster's scratch copy) records SA4DEPTH_GIT_COMMIT, marked as stated by
+    the caller; a checkout's own commit wins over it; a malformed value stops the CLI before any work."""
+    import subprocess
+
+    from sa4depth.cli import main
+    from sa4depth.evaluate.provenance import git_info
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    monkeypatch.delenv("SA4DEPTH_GIT_COMMIT", raising=False)
+    monkeypatch.delenv("SA4DEPTH_GIT_DIRTY", raising=False)
+    assert git_info(copy) == {"commit": None, "dirty": None}
+    monkeypatch.setenv("SA4DEPTH_GIT_COMMIT", "ab" * 20)
+    assert git_info(copy) == {"commit": "ab" * 20, "dirty": None, "source": "SA4DEPTH_GIT_COMMIT"}
+    monkeypatch.setenv("SA4DEPTH_GIT_DIRTY", "true")
+    assert git_info(copy)["dirty"] is True
+    monkeypatch.setenv("SA4DEPTH_GIT_DIRTY", "0")
+    assert git_info(copy)["dirty"] is False
+
+    ck = tmp_path / "checkout"
+    ck.mkdir()
+    (ck / "a.py").write_text("x = 1\n")
+    for a in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "i"]):
+        subprocess.run(["git", *a], cwd=ck, check=True, capture_output=True)
+    own = git_info(ck)
+    assert own["commit"] != "ab" * 20 and "source" not in own
+
+    monkeypatch.setenv("SA4DEPTH_GIT_DIRTY", "maybe")
+    with pytest.raises(ValueError, match="SA4DEPTH_GIT_DIRTY='maybe'"):
+        git_info(copy)
+    monkeypatch.setenv("SA4DEPTH_GIT_DIRTY", "false")
+    monkeypatch.setenv("SA4DEPTH_GIT_COMMIT", "abc1234")   # short: not a commit git can be asked about
+    assert main(["evaluate", "depth", "--pred", str(tmp_path / "no.npz"), "--gt", str(tmp_path / "no.npz"),
+                 "--out", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert "SA4DEPTH_GIT_COMMIT='abc1234'" in err and "no.npz" not in err
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_qualitative_figure_loads_the_split_once_for_runs_on_the_same_data(tmp_path, monkeypatch):
     """Fig. 3: every run's disparities on the same test images; runs that read the same data share
     one load of the split."""

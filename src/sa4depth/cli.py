@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from sa4depth.evaluate.provenance import check_git_env
+
+        check_git_env()
         return int(args._run(args) or 0)
     except ConfigError as e:
         print(f"sa4depth {args.verb}: config error: {e}", file=sys.stderr)

@@ -84,6 +84,15 @@ copy_tree() {  # dest
 WORK=${SLURM_CI_WORK:-$(mktemp -d /tmp/sa4depth-slurm-ci.XXXXXX)}
 copy_tree "$WORK/main"
 export PYTHONPATH="$WORK/main/src${PYTHONPATH:+:$PYTHONPATH}"
+# the copies have no .git: their jobs record the checkout's commit from these (sbatch passes the
+# environment on), as a cluster's staged copy would (README "Slurm")
+if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
+    SA4DEPTH_GIT_COMMIT=$(git -C "$REPO" rev-parse HEAD)
+    SA4DEPTH_GIT_DIRTY=$("$PY" -c 'import sys; from sa4depth.evaluate.provenance import git_info
+print(str(git_info(sys.argv[1])["dirty"]).lower())' "$REPO")
+    export SA4DEPTH_GIT_COMMIT SA4DEPTH_GIT_DIRTY
+    say "jobs record commit $SA4DEPTH_GIT_COMMIT (dirty: $SA4DEPTH_GIT_DIRTY)"
+fi
 say "work tree $WORK/main"
 
 # Snakemake through Slurm. Status checks every 3 s instead of the profile's 10 s (CI latency only);
@@ -141,6 +150,17 @@ NRULES=$(grep -cE "^rule [a-z_0-9]+:" "$WORK/main.log" || true)
 ((NRULES == NJOBS)) || fail "$NRULES non-local rule runs but $NJOBS Slurm jobs in $WORK/main.log"
 NTRAIN=$(grep -cE "^rule train:" "$WORK/main.log" || true)
 ((NTRAIN > 0)) || fail "no training job ran (is $TARGET already up to date in the work tree?)"
+# every Slurm training job recorded the checkout's commit, though its copy has no .git
+if [[ -n ${SA4DEPTH_GIT_COMMIT:-} ]]; then
+    "$PY" - "$SA4DEPTH_GIT_COMMIT" <<'PYEOF' || fail "a run's done.json does not record the commit (above)"
+import json, pathlib, sys
+done = sorted(pathlib.Path("runs").rglob("done.json"))
+bad = [f"{p}: {json.loads(p.read_text()).get('git')}" for p in done
+       if (json.loads(p.read_text()).get("git") or {}).get("commit") != sys.argv[1]]
+print("\n".join(bad) or f"{len(done)} done.json record {sys.argv[1][:7]}", file=sys.stderr)
+sys.exit(1 if bad or not done else 0)
+PYEOF
+fi
 say "OK: $NJOBS Slurm jobs, all COMPLETED ($NTRAIN train); $(grep -c . "$TABLES/$TARGET.csv") lines in $TABLES/$TARGET.csv"
 fi
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,14 @@ import numpy as np
 
 from sa4depth.files import hash_files
 
-__all__ = ["git_info", "provenance", "to_jsonable"]
+__all__ = ["ENV_COMMIT", "ENV_DIRTY", "check_git_env", "git_info", "provenance", "to_jsonable"]
+
+#: The commit of a copy of the code that has no ``.git`` (a tree staged to a cluster's scratch
+#: disk, an exported archive): 40 hex digits, as ``git rev-parse HEAD`` prints them. Read only where
+#: git finds no commit, so a checkout's own commit always wins.
+ENV_COMMIT = "SA4DEPTH_GIT_COMMIT"
+#: Whether that copy differed from the commit: ``true``/``false`` (``1``/``0``); unset: unknown.
+ENV_DIRTY = "SA4DEPTH_GIT_DIRTY"
 
 
 def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -31,14 +39,17 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     ``dirty``: a tracked file outside ``results/`` differs from the commit. The committed results
     (tables, audit, figures, the claims ledger) are the pipeline's own outputs: a run rewrites them
     while later jobs still record provenance, and that does not make the code that ran differ from
-    the commit. Never raises: outside a git checkout (or without git) both values are ``None``.
+    the commit. Outside a git checkout (or without git) the commit is :data:`ENV_COMMIT`'s, with
+    ``"source": "SA4DEPTH_GIT_COMMIT"`` saying that the caller stated it, and ``dirty`` is
+    :data:`ENV_DIRTY`'s; without them both values are ``None``. Raises ``ValueError`` (naming the
+    variable and its value) only for a malformed environment variable.
     """
     cwd = str(cwd or Path(__file__).resolve().parents[3])
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, timeout=10)
         if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
+            return _git_from_env()
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
                              text=True, timeout=10).stdout.strip() or cwd
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
@@ -46,7 +57,30 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
         dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
         return {"commit": commit.stdout.strip(), "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
+        return _git_from_env()
+
+
+def check_git_env() -> None:
+    """Raises ``ValueError`` for a malformed :data:`ENV_COMMIT` / :data:`ENV_DIRTY` (the CLI calls it
+    first, so that a bad value stops a command before its work rather than when it records it)."""
+    _git_from_env()
+
+
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _git_from_env() -> dict[str, Any]:
+    """:func:`git_info` of a tree without ``.git``: the commit the caller states in :data:`ENV_COMMIT`."""
+    sha = os.environ.get(ENV_COMMIT, "").strip()
+    if not sha:
         return {"commit": None, "dirty": None}
+    if not re.fullmatch(r"[0-9a-f]{40}", sha):
+        raise ValueError(f"environment variable {ENV_COMMIT}={sha!r}: expected the full 40-hex-digit "
+                         "commit that `git rev-parse HEAD` prints in the checkout this tree was copied from")
+    word = os.environ.get(ENV_DIRTY, "").strip().lower()
+    if word and word not in _BOOL_WORDS:
+        raise ValueError(f"environment variable {ENV_DIRTY}={word!r}: expected true or false (1 or 0)")
+    return {"commit": sha, "dirty": _BOOL_WORDS.get(word), "source": ENV_COMMIT}
 
 
 def to_jsonable(obj: Any) -> Any:
