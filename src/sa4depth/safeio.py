@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -120,7 +121,14 @@ def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     recon = getattr(getattr(np, "_core", np.core), "multiarray")._reconstruct  # type: ignore[attr-defined]
     allowed.append(recon)
     with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            # torch's message is a page that ends by suggesting weights_only=False: say what was refused
+            m = re.search(r"GLOBAL ([\w.]+)", str(e))
+            what = m.group(1) if m else str(e).strip().splitlines()[-1]
+            raise pickle.UnpicklingError(f"refusing to load {what}: only tensors, numpy arrays and plain "
+                                         "data may be stored here") from None
 
 
 def load_json_object(path: str | os.PathLike, what: str = "JSON") -> dict:

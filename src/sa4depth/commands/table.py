@@ -29,9 +29,13 @@ def run(args) -> int:
         res = build_table(spec, args.data, args.scale, seeds_from(args.seeds), parse_weights(args.weights),
                           runs_root=args.runs, metrics_root=args.metrics, allow_missing=args.allow_missing)
     except MissingResults as e:
-        print(f"sa4depth table: {e}\n(run `snakemake {spec.name} --config data={args.data} scale={args.scale}` "
-              f"or pass --allow-missing)", file=sys.stderr)
-        return 1
+        from pathlib import Path
+
+        absent = "".join(f"\n(--{k} {d}: no such folder)" for k, d in (("metrics", args.metrics), ("runs", args.runs))
+                         if not Path(d).is_dir())
+        print(f"sa4depth table: {e}{absent}\n(run `snakemake {spec.name} --config data={args.data} "
+              f"scale={args.scale}` or pass --allow-missing)", file=sys.stderr)
+        return 2
     out_dir = args.out_dir or output_root(args.data, args.scale, args.seeds) / "tables"
     paths = write_table(res, out_dir, args.formats)
     if not args.quiet:
