@@ -78,6 +78,11 @@ def test_train_refuses_an_out_dir_with_files_it_did_not_write(driving, tmp_path)
             train(_cfg(driving), run, resume=resume, **QUIET)
     assert (run / "model.pt").read_bytes() == b"my own weights"
     assert sorted(p.name for p in run.iterdir()) == [".train.lock", "model.pt"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(ValueError, match=rf"{a_file}: is a file; the run's output folder goes there"):
+        train(_cfg(driving), a_file, **QUIET)
+    assert a_file.read_text() == "mine"
 
 
 def test_a_different_config_error_offers_a_safe_replacement(driving, finished, tmp_path):

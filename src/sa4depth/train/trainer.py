@@ -267,6 +267,8 @@ def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progres
     if resume not in ("auto", "never"):
         raise ValueError(f"resume={resume!r}: expected 'auto' or 'never'")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():  # every rank sees it: none is left waiting for the others
+        raise ValueError(f"{out}: is a file; the run's output folder goes there (pass another --out-dir)")
     device = resolve_device(cfg.train.device)
     info = init_distributed(device.type)
     if info.enabled and device.type == "cuda":
@@ -419,11 +421,10 @@ class _Run:
 def _prepare_out_dir(cfg: Config, out: Path, resume: str, info: DistInfo) -> str:
     """Rank 0 creates and inspects the run directory (:func:`_inspect_out_dir`); the other ranks
     follow its answer. Returns ``fresh``, ``resume`` or ``done``."""
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     state, error = "fresh", None
     if info.is_main:
-        try:
+        try:  # an error here reaches the other ranks (below) instead of leaving them waiting
+            out.mkdir(parents=True, exist_ok=True)
             state = _inspect_out_dir(cfg, out, resume)
         except (ConfigError, ValueError, OSError) as e:
             error = e
