@@ -37,6 +37,7 @@ __all__ = [
     "read_calib_file",
     "read_poses_file",
     "read_oxts_file",
+    "read_numbers",
     "read_velodyne",
     "read_kitti_timestamps",
     "read_seconds_file",
@@ -89,6 +90,25 @@ def text_lines(path: Path, what: str) -> list[str]:
     if "\x00" in text:
         raise ValueError(f"{path}: {what} is not a text file (NUL byte at offset {text.index(chr(0))})")
     return text.splitlines()
+
+
+def read_numbers(path: PathLike, what: str, n: int, commas: bool = False, layout: str = "") -> np.ndarray:
+    """A small text file of exactly ``n`` finite numbers (whitespace-separated; also commas with
+    ``commas``) as float64; a ``ValueError`` naming the file and what is wrong, ``layout`` (e.g.
+    ``" 'fx fy cx cy'"``) added to the count's message."""
+    p = Path(path)
+    _require(p, what)
+    text = " ".join(text_lines(p, what))
+    words = (text.replace(",", " ") if commas else text).split()
+    try:
+        v = np.array([float(x) for x in words], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"{p}: malformed {what}: non-numeric value") from None
+    if v.size != n:
+        raise ValueError(f"{p}: malformed {what}: expected {n} numbers{layout}, got {v.size}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{p}: malformed {what}: NaN or inf")
+    return v
 
 
 def read_image(path: PathLike) -> Image.Image:
@@ -283,18 +303,7 @@ def read_poses_file(path: PathLike) -> np.ndarray:
 
 def read_oxts_file(path: PathLike) -> np.ndarray:
     """One OXTS packet (30 numbers, KITTI devkit ``dataformat.txt``) -> float64 array."""
-    p = Path(path)
-    _require(p, "OXTS file")
-    s = " ".join(text_lines(p, "OXTS file")).split()
-    try:
-        v = np.array([float(x) for x in s], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"{p}: malformed OXTS file: non-numeric value") from None
-    if v.size != 30:
-        raise ValueError(f"{p}: malformed OXTS file: expected 30 numbers, got {v.size}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{p}: malformed OXTS file: NaN or inf")
-    return v
+    return read_numbers(path, "OXTS file", 30)
 
 
 def read_velodyne(path: PathLike) -> np.ndarray:
@@ -382,17 +391,7 @@ def read_split_file(path: PathLike, min_fields: int = 1, max_fields: int = 3,
 def read_cam_txt(path: PathLike) -> np.ndarray:
     """SfMLearner/ManyDepth Cityscapes ``_cam.txt``: ``fx,0,cx,0,fy,cy,0,0,1`` -> 3x3 pixels."""
     p = Path(path)
-    _require(p, "camera file")
-    txt = " ".join(text_lines(p, "camera file")).replace(",", " ").split()
-    try:
-        v = np.array([float(x) for x in txt], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"{p}: malformed camera file: non-numeric value") from None
-    if v.size != 9:
-        raise ValueError(f"{p}: malformed camera file: expected 9 numbers, got {v.size}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{p}: malformed camera file: NaN or inf")
-    K = v.reshape(3, 3)
+    K = read_numbers(p, "camera file", 9, commas=True).reshape(3, 3)
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise ValueError(f"{p}: malformed camera file: focal lengths fx={K[0, 0]:g}, fy={K[1, 1]:g} must be > 0")
     return K

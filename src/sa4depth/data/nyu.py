@@ -19,7 +19,7 @@ import numpy as np
 
 from .base import (FrameRef, MonoDataset, SampleInfo, TestListDataset, depth_png_loader, pose_norm_between,
                    principal_point_check)
-from .io import text_lines, file_stamp, read_depth_png, read_image_size, read_poses_file, read_split_file
+from .io import file_stamp, read_numbers, read_depth_png, read_image_size, read_poses_file, read_split_file
 
 __all__ = ["NyuTrainDataset", "NyuTestDataset", "read_nyu_intrinsics", "load_nyu_gt_depth", "nyu_train_image"]
 
@@ -31,20 +31,8 @@ def read_nyu_intrinsics(path: str) -> tuple[float, float, float, float]:
 
 @functools.lru_cache(maxsize=8)
 def _read_nyu_intrinsics(path: str, _stamp: tuple[int, int]) -> tuple[float, float, float, float]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: NYU intrinsics file not found")
-    try:
-        v = [float(x) for x in " ".join(text_lines(p, "NYU intrinsics file")).replace(",", " ").split()]
-    except ValueError as e:
-        if str(e).startswith(str(p)):
-            raise
-        raise ValueError(f"{p}: malformed intrinsics: non-numeric value") from None
-    if len(v) != 4:
-        raise ValueError(f"{p}: malformed intrinsics: expected 4 numbers 'fx fy cx cy', got {len(v)}")
-    if not all(np.isfinite(v)):
-        raise ValueError(f"{p}: malformed intrinsics: NaN or inf")
-    return v[0], v[1], v[2], v[3]
+    v = read_numbers(path, "NYU intrinsics file", 4, commas=True, layout=" 'fx fy cx cy'")
+    return float(v[0]), float(v[1]), float(v[2]), float(v[3])
 
 
 def nyu_train_image(root: Path, scene: str, frame: int) -> Path:
