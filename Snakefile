@@ -10,12 +10,16 @@
 # params/tables/*.yaml; experiments (what trains, shared by tables): params/experiments.yaml.
 from snakemake.utils import min_version, validate
 
+from sa4depth.pipeline import prepare_workflow_config
+
 min_version("8.0")
 
 
 configfile: "workflow/config.yaml"
 
 
+# --config's nested numbers typed, a misspelt key or a missing weights file in one line; then the schema
+prepare_workflow_config(config, "workflow/schemas/config.schema.yaml")
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -409,6 +409,52 @@ def test_lint_clean_and_schema_rejects_bad_config(sandbox):
     assert r.returncode == 0 and "Congratulations" in (r.stdout + r.stderr), (r.stdout + r.stderr)[-3000:]
     r = _snake(sandbox, "-n", "table_i", "--config", "scale=huge")
     assert r.returncode != 0 and "huge" in (r.stdout + r.stderr)
+    r = _snake(sandbox, "-n", "table_i", "--config", "scael=tiny")   # one line, not the schema's dump
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "config key 'scael' is unknown (did you mean 'scale'?)" in out, out
+    assert "Error validating" not in out
+
+
+def test_workflow_config_typos_nested_numbers_and_missing_weights(tmp_path):
+    """What --config makes of a user's typing: nested numbers arrive as text and are typed for the
+    schema (which then judges their bounds); a misspelt key or a weights path to nothing is one line."""
+    import copy
+
+    import yaml
+
+    from sa4depth.pipeline import prepare_workflow_config
+
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    base = yaml.safe_load((REPO / "workflow" / "config.yaml").read_text())
+    cfg = copy.deepcopy(base)
+    cfg["threads"] = {"train": "2", "evaluate": "-1"}
+    cfg["resources"]["train"]["mem_mb"] = "16000"
+    cfg["resources"]["train"]["slurm_partition"] = "123"   # a string in the schema: stays one
+    prepare_workflow_config(cfg, schema)
+    assert cfg["threads"] == {"train": 2, "evaluate": -1}
+    assert cfg["resources"]["train"]["mem_mb"] == 16000 and cfg["resources"]["train"]["slurm_partition"] == "123"
+    cfg["threads"]["train"] = "two"                          # not a number: left for the schema to name
+    prepare_workflow_config(cfg, schema)
+    assert cfg["threads"]["train"] == "two"
+
+    for key, where, msg in ((("scael",), "tiny", r"config key 'scael' is unknown \(did you mean 'scale'\?\); known keys: .*seeds"),
+                            (("committed", "foo"), 1, r"config key 'committed.foo' is unknown; known keys at committed: data, scale, seeds")):
+        cfg = copy.deepcopy(base)
+        node = cfg
+        for k in key[:-1]:
+            node = node[k]
+        node[key[-1]] = where
+        with pytest.raises(ValueError, match=msg):
+            prepare_workflow_config(cfg, schema)
+
+    cfg = copy.deepcopy(base)
+    real = tmp_path / "m.pth"
+    real.write_bytes(b"x")
+    cfg["weights"] = {"mast3r": str(real), "pixloc": None}
+    prepare_workflow_config(cfg, schema)
+    cfg["weights"]["superglue"] = str(tmp_path / "nope.pth")
+    with pytest.raises(ValueError, match=rf"weights.superglue={tmp_path / 'nope.pth'}: no such file"):
+        prepare_workflow_config(cfg, schema)
 
 
 @needs_snakemake

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -32,6 +33,7 @@ from typing import Any, Iterable, Mapping
 from sa4depth.config import TABLE_ROW_KEYS, ConfigError, load_config, load_yaml, params_dir
 
 __all__ = [
+    "prepare_workflow_config",
     "TABLES", "EVAL_KINDS", "DATASET_PROFILE", "TableSpec", "Row", "Column",
     "load_table", "eval_id", "run_dir", "metrics_path", "synth_dir", "paths_file",
     "experiment_overrides", "experiment_config", "config_hash", "scheduled_rows", "row_status",
@@ -332,3 +334,51 @@ def table_needs(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
                     out.append(t)
     return out
 
+
+
+def prepare_workflow_config(config: dict[str, Any], schema: str | Path) -> None:
+    """Readies the DAG's config (``workflow/config.yaml`` + ``--config``) for Snakemake's schema check,
+    in place, so that what a user typed reads as meant or fails in one line:
+
+    * a nested value that ``--config`` passed as text (``threads={train: 2}`` arrives as ``'2'``) becomes
+      the integer / number the schema asks for, so that the schema's own bounds judge it;
+    * a key the schema does not know is a ``ValueError`` naming it, the closest known key and the
+      allowed ones (the schema check prints the whole schema and config instead);
+    * a ``weights`` entry that names no file is a ``ValueError`` (else every training that loads it
+      would fail when its job runs).
+    """
+    import difflib
+
+    sch = load_yaml(schema)
+
+    def walk(obj: Any, node: Mapping[str, Any], where: str) -> None:
+        if not isinstance(obj, dict):
+            return
+        props = node.get("properties") or {}
+        patterns = node.get("patternProperties") or {}
+        for key in list(obj):
+            sub = props.get(key) or next((v for pat, v in patterns.items() if re.fullmatch(pat, str(key))), None)
+            if sub is None:
+                if node.get("additionalProperties", True) is False:
+                    known = sorted(props) or sorted(patterns)
+                    near = difflib.get_close_matches(str(key), [str(k) for k in props], n=1)
+                    hint = f" (did you mean {near[0]!r}?)" if near else ""
+                    raise ValueError(f"config key '{where}{key}' is unknown{hint}; known keys"
+                                     f"{' at ' + where.rstrip('.') if where else ''}: {', '.join(map(str, known))}")
+                continue
+            types = sub.get("type")
+            types = [types] if isinstance(types, str) else list(types or [])
+            v = obj[key]
+            if isinstance(v, str) and ("integer" in types or "number" in types) and "string" not in types:
+                try:
+                    obj[key] = int(v) if "integer" in types and re.fullmatch(r"[+-]?\d+", v.strip()) else (
+                        float(v) if "number" in types else v)
+                except ValueError:
+                    pass  # left as text: the schema check names it
+            walk(obj[key], sub, f"{where}{key}.")
+
+    walk(config, sch, "")
+    for name, path in (config.get("weights") or {}).items():
+        if path and not Path(str(path)).is_file():
+            raise ValueError(f"config weights.{name}={path}: no such file (give the path to the "
+                             f"{name} weights, or leave it out: the rows that need it then read 'not run: weights not provided')")
