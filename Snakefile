@@ -19,7 +19,7 @@ configfile: "workflow/config.yaml"
 
 
 # --config's nested numbers typed, a misspelt key or a missing weights file in one line; then the schema
-prepare_workflow_config(config, "workflow/schemas/config.schema.yaml")
+prepare_workflow_config(config, "workflow/schemas/config.schema.yaml", check_files=workflow.is_main_process)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

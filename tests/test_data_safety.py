@@ -80,8 +80,9 @@ def test_train_refuses_an_out_dir_with_files_it_did_not_write(driving, tmp_path)
     assert sorted(p.name for p in run.iterdir()) == [".train.lock", "model.pt"]
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
-    with pytest.raises(ValueError, match=rf"{a_file}: is a file; the run's output folder goes there"):
-        train(_cfg(driving), a_file, **QUIET)
+    for out in (a_file, a_file / "run"):
+        with pytest.raises(ValueError, match=rf"{a_file}: is a file; the run's output folder {out} cannot go there"):
+            train(_cfg(driving), out, **QUIET)
     assert a_file.read_text() == "mine"
 
 
@@ -164,6 +165,11 @@ def test_crafted_checkpoints_and_model_files_never_run_code(tmp_path):
         # one line that names what was refused, and never torch's advice to load with weights_only=False
         msg = str(e.value)
         assert f"refusing to load {os.system.__module__}.system" in msg and "\n" not in msg and "weights_only" not in msg, msg
+        f.write_bytes(b"my own weights")                    # not a pickle of anything: torch's own complaint
+        with pytest.raises(ValueError, match=str(f)) as e:
+            loader(f)
+        msg = str(e.value)
+        assert "Unsupported operand" in msg and "refusing" not in msg and "weights_only" not in msg, msg
     assert not marker.exists()
 
 

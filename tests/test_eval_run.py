@@ -178,6 +178,9 @@ def test_a_tree_without_git_records_the_commit_the_caller_states(tmp_path, monke
     monkeypatch.setenv("SA4DEPTH_GIT_DIRTY", "maybe")
     with pytest.raises(ValueError, match="SA4DEPTH_GIT_DIRTY='maybe'"):
         git_info(copy)
+    monkeypatch.delenv("SA4DEPTH_GIT_COMMIT")                  # checked even without a commit stated
+    with pytest.raises(ValueError, match="SA4DEPTH_GIT_DIRTY='maybe'"):
+        git_info(copy)
     monkeypatch.setenv("SA4DEPTH_GIT_DIRTY", "false")
     monkeypatch.setenv("SA4DEPTH_GIT_COMMIT", "abc1234")   # short: not a commit git can be asked about
     assert main(["evaluate", "depth", "--pred", str(tmp_path / "no.npz"), "--gt", str(tmp_path / "no.npz"),

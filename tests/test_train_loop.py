@@ -78,15 +78,21 @@ def test_done_json_says_which_commit_trained_which_steps(tmp_path, monkeypatch):
     it started from; ``git`` is the code that finished it."""
     import sa4depth.evaluate.provenance as prov
 
+    cfg = _cfg("train.max_steps=6")
     monkeypatch.setattr(prov, "git_info", lambda cwd=None: {"commit": "a" * 40, "dirty": False})
     with pytest.raises(StopTraining):
-        train(_cfg(), tmp_path, dataset=PlaneDataset(n=5), stop_after=2, **QUIET)
+        train(cfg, tmp_path, dataset=PlaneDataset(n=5), stop_after=2, **QUIET)
     monkeypatch.setattr(prov, "git_info", lambda cwd=None: {"commit": "b" * 40, "dirty": True})
-    train(_cfg(), tmp_path, dataset=PlaneDataset(n=5), **QUIET)
+    with pytest.raises(StopTraining):
+        train(cfg, tmp_path, dataset=PlaneDataset(n=5), stop_after=4, **QUIET)
+    # resumed from a copy without .git that states the same commit: the same code, no new entry
+    monkeypatch.setattr(prov, "git_info", lambda cwd=None: {"commit": "b" * 40, "dirty": True,
+                                                            "source": "SA4DEPTH_GIT_COMMIT"})
+    train(cfg, tmp_path, dataset=PlaneDataset(n=5), **QUIET)
     done = json.loads((tmp_path / "done.json").read_text())
     assert done["code"] == [{"from_step": 0, "commit": "a" * 40, "dirty": False},
                             {"from_step": 2, "commit": "b" * 40, "dirty": True}]
-    assert done["git"] == {"commit": "b" * 40, "dirty": True}
+    assert done["git"] == {"commit": "b" * 40, "dirty": True, "source": "SA4DEPTH_GIT_COMMIT"}
 
 
 def test_finished_run_is_skipped_and_config_change_is_refused(reference):

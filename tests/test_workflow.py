@@ -436,6 +436,14 @@ def test_workflow_config_typos_nested_numbers_and_missing_weights(tmp_path):
     cfg["threads"]["train"] = "two"                          # not a number: left for the schema to name
     prepare_workflow_config(cfg, schema)
     assert cfg["threads"]["train"] == "two"
+    cfg["weights"] = {"mast3r": "null", "pixloc": "None"}    # --config "weights={mast3r: null}"
+    prepare_workflow_config(cfg, schema)
+    assert cfg["weights"] == {"mast3r": None, "pixloc": None}
+    cfg["weights"] = "none"                                   # not a mapping: left for the schema to name
+    prepare_workflow_config(cfg, schema)
+    with pytest.raises(ValueError, match=r"config key 'resources.trian' is unknown \(did you mean 'train'\?\); "
+                                         r"known keys at resources: evaluate, synth, train"):
+        prepare_workflow_config(dict(base, resources={**base["resources"], "trian": {}}), schema)
 
     for key, where, msg in ((("scael",), "tiny", r"config key 'scael' is unknown \(did you mean 'scale'\?\); known keys: .*seeds"),
                             (("committed", "foo"), 1, r"config key 'committed.foo' is unknown; known keys at committed: data, scale, seeds")):
@@ -455,6 +463,7 @@ def test_workflow_config_typos_nested_numbers_and_missing_weights(tmp_path):
     cfg["weights"]["superglue"] = str(tmp_path / "nope.pth")
     with pytest.raises(ValueError, match=rf"weights.superglue={tmp_path / 'nope.pth'}: no such file"):
         prepare_workflow_config(cfg, schema)
+    prepare_workflow_config(cfg, schema, check_files=False)   # a cluster job's re-read of the Snakefile
 
 
 @needs_snakemake

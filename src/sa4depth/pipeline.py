@@ -336,20 +336,28 @@ def table_needs(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
 
 
 
-def prepare_workflow_config(config: dict[str, Any], schema: str | Path) -> None:
+def prepare_workflow_config(config: dict[str, Any], schema: str | Path, check_files: bool = True) -> None:
     """Readies the DAG's config (``workflow/config.yaml`` + ``--config``) for Snakemake's schema check,
     in place, so that what a user typed reads as meant or fails in one line:
 
     * a nested value that ``--config`` passed as text (``threads={train: 2}`` arrives as ``'2'``) becomes
-      the integer / number the schema asks for, so that the schema's own bounds judge it;
+      the integer / number the schema asks for, so that the schema's own bounds judge it, and
+      ``null`` / ``none`` becomes None where the schema allows null;
     * a key the schema does not know is a ``ValueError`` naming it, the closest known key and the
       allowed ones (the schema check prints the whole schema and config instead);
-    * a ``weights`` entry that names no file is a ``ValueError`` (else every training that loads it
-      would fail when its job runs).
+    * with ``check_files`` (the Snakefile passes it for the main process only: a cluster job re-reads
+      the Snakefile on its node), a ``weights`` entry that names no file is a ``ValueError`` (else
+      every training that loads it would fail when its job runs).
     """
     import difflib
 
-    sch = load_yaml(schema)
+    def allowed(node: Mapping[str, Any]) -> list[str]:
+        """A node's keys: its properties and the alternatives of a ``^(a|b)$`` pattern."""
+        out = [str(k) for k in node.get("properties") or {}]
+        for pat in node.get("patternProperties") or {}:
+            m = re.fullmatch(r"\^\(([\w|]+)\)\$", pat)
+            out += m.group(1).split("|") if m else [pat]
+        return sorted(out)
 
     def walk(obj: Any, node: Mapping[str, Any], where: str) -> None:
         if not isinstance(obj, dict):
@@ -357,19 +365,24 @@ def prepare_workflow_config(config: dict[str, Any], schema: str | Path) -> None:
         props = node.get("properties") or {}
         patterns = node.get("patternProperties") or {}
         for key in list(obj):
-            sub = props.get(key) or next((v for pat, v in patterns.items() if re.fullmatch(pat, str(key))), None)
+            if key in props:
+                sub = props[key]
+            else:  # JSON Schema: a pattern matches anywhere in the key unless anchored
+                sub = next((v for pat, v in patterns.items() if re.search(pat, str(key))), None)
             if sub is None:
                 if node.get("additionalProperties", True) is False:
-                    known = sorted(props) or sorted(patterns)
-                    near = difflib.get_close_matches(str(key), [str(k) for k in props], n=1)
+                    known = allowed(node)
+                    near = difflib.get_close_matches(str(key), known, n=1)
                     hint = f" (did you mean {near[0]!r}?)" if near else ""
                     raise ValueError(f"config key '{where}{key}' is unknown{hint}; known keys"
-                                     f"{' at ' + where.rstrip('.') if where else ''}: {', '.join(map(str, known))}")
+                                     f"{' at ' + where.rstrip('.') if where else ''}: {', '.join(known)}")
                 continue
             types = sub.get("type")
             types = [types] if isinstance(types, str) else list(types or [])
             v = obj[key]
-            if isinstance(v, str) and ("integer" in types or "number" in types) and "string" not in types:
+            if isinstance(v, str) and "null" in types and v.strip().lower() in ("null", "none", "~", ""):
+                obj[key] = None
+            elif isinstance(v, str) and ("integer" in types or "number" in types) and "string" not in types:
                 try:
                     obj[key] = int(v) if "integer" in types and re.fullmatch(r"[+-]?\d+", v.strip()) else (
                         float(v) if "number" in types else v)
@@ -377,8 +390,11 @@ def prepare_workflow_config(config: dict[str, Any], schema: str | Path) -> None:
                     pass  # left as text: the schema check names it
             walk(obj[key], sub, f"{where}{key}.")
 
-    walk(config, sch, "")
-    for name, path in (config.get("weights") or {}).items():
-        if path and not Path(str(path)).is_file():
-            raise ValueError(f"config weights.{name}={path}: no such file (give the path to the "
-                             f"{name} weights, or leave it out: the rows that need it then read 'not run: weights not provided')")
+    walk(config, load_yaml(schema), "")
+    weights = config.get("weights")
+    if check_files and isinstance(weights, dict):  # anything else: the schema check names it
+        for name, path in weights.items():
+            if path and not Path(str(path)).is_file():
+                raise ValueError(f"config weights.{name}={path}: no such file (give the path to the {name} "
+                                 "weights, or leave it out: the rows that need it then read 'not run: weights "
+                                 "not provided')")

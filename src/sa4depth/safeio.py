@@ -124,11 +124,20 @@ def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
-            # torch's message is a page that ends by suggesting weights_only=False: say what was refused
-            m = re.search(r"GLOBAL ([\w.]+)", str(e))
-            what = m.group(1) if m else str(e).strip().splitlines()[-1]
-            raise pickle.UnpicklingError(f"refusing to load {what}: only tensors, numpy arrays and plain "
-                                         "data may be stored here") from None
+            raise pickle.UnpicklingError(_weights_only_cause(str(e))) from None
+
+
+def _weights_only_cause(msg: str) -> str:
+    """torch's weights-only refusal is a page that advises loading with ``weights_only=False``; the
+    line that matters: the global it refused, else the unpickler's own complaint."""
+    m = re.search(r"GLOBAL ([\w.]+)", msg)
+    if m:
+        return f"refusing to load {m.group(1)}: only tensors, numpy arrays and plain data may be stored here"
+    tail = msg.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in msg else ""
+    cause = next((ln.strip() for ln in tail.splitlines() if ln.strip()), "")
+    if cause.startswith("Check the documentation"):
+        cause = ""
+    return f"not a torch file of tensors and plain data ({cause or 'unreadable pickle'})"
 
 
 def load_json_object(path: str | os.PathLike, what: str = "JSON") -> dict:

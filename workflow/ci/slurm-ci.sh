@@ -89,7 +89,7 @@ export PYTHONPATH="$WORK/main/src${PYTHONPATH:+:$PYTHONPATH}"
 if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
     SA4DEPTH_GIT_COMMIT=$(git -C "$REPO" rev-parse HEAD)
     SA4DEPTH_GIT_DIRTY=$("$PY" -c 'import sys; from sa4depth.evaluate.provenance import git_info
-print(str(git_info(sys.argv[1])["dirty"]).lower())' "$REPO")
+d = git_info(sys.argv[1])["dirty"]; print("" if d is None else str(d).lower())' "$REPO")
     export SA4DEPTH_GIT_COMMIT SA4DEPTH_GIT_DIRTY
     say "jobs record commit $SA4DEPTH_GIT_COMMIT (dirty: $SA4DEPTH_GIT_DIRTY)"
 fi
@@ -126,6 +126,7 @@ check_slurm_jobs() {  # snakemake log -> checks; prints the number of Slurm jobs
 # ------------------------------------------------------------------ 1. the target through Slurm
 if ((MAIN)); then
 T1=$SECONDS
+touch "$WORK/main.started"   # the runs this invocation trains are newer (a reused SLURM_CI_WORK keeps older ones)
 rc=0
 smk "$WORK/main" "$WORK/main.log" --profile slurm "$TARGET" --config scale="$SCALE" \
     --configfile workflow/ci/slurm-local.yaml "${SM_FAST[@]}" || rc=$?
@@ -152,9 +153,10 @@ NTRAIN=$(grep -cE "^rule train:" "$WORK/main.log" || true)
 ((NTRAIN > 0)) || fail "no training job ran (is $TARGET already up to date in the work tree?)"
 # every Slurm training job recorded the checkout's commit, though its copy has no .git
 if [[ -n ${SA4DEPTH_GIT_COMMIT:-} ]]; then
-    "$PY" - "$SA4DEPTH_GIT_COMMIT" <<'PYEOF' || fail "a run's done.json does not record the commit (above)"
+    "$PY" - "$SA4DEPTH_GIT_COMMIT" "$WORK/main.started" <<'PYEOF' || fail "a run's done.json does not record the commit (above)"
 import json, pathlib, sys
-done = sorted(pathlib.Path("runs").rglob("done.json"))
+t0 = pathlib.Path(sys.argv[2]).stat().st_mtime
+done = sorted(p for p in pathlib.Path("runs").rglob("done.json") if p.stat().st_mtime >= t0)
 bad = [f"{p}: {json.loads(p.read_text()).get('git')}" for p in done
        if (json.loads(p.read_text()).get("git") or {}).get("commit") != sys.argv[1]]
 print("\n".join(bad) or f"{len(done)} done.json record {sys.argv[1][:7]}", file=sys.stderr)

@@ -39,10 +39,11 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     ``dirty``: a tracked file outside ``results/`` differs from the commit. The committed results
     (tables, audit, figures, the claims ledger) are the pipeline's own outputs: a run rewrites them
     while later jobs still record provenance, and that does not make the code that ran differ from
-    the commit. Outside a git checkout (or without git) the commit is :data:`ENV_COMMIT`'s, with
-    ``"source": "SA4DEPTH_GIT_COMMIT"`` saying that the caller stated it, and ``dirty`` is
-    :data:`ENV_DIRTY`'s; without them both values are ``None``. Raises ``ValueError`` (naming the
-    variable and its value) only for a malformed environment variable.
+    the commit. Where git reads no commit (no ``.git``; also git missing, or refusing a checkout
+    owned by another user) the commit is :data:`ENV_COMMIT`'s, with ``"source":
+    "SA4DEPTH_GIT_COMMIT"`` saying that the caller stated it, and ``dirty`` is :data:`ENV_DIRTY`'s;
+    without them both values are ``None``. Raises ``ValueError`` (naming the variable and its value)
+    only for a malformed environment variable.
     """
     cwd = str(cwd or Path(__file__).resolve().parents[3])
     try:
@@ -72,14 +73,14 @@ _BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False,
 def _git_from_env() -> dict[str, Any]:
     """:func:`git_info` of a tree without ``.git``: the commit the caller states in :data:`ENV_COMMIT`."""
     sha = os.environ.get(ENV_COMMIT, "").strip()
+    word = os.environ.get(ENV_DIRTY, "").strip().lower()
+    if word and word not in _BOOL_WORDS:
+        raise ValueError(f"environment variable {ENV_DIRTY}={word!r}: expected true or false (1 or 0)")
     if not sha:
         return {"commit": None, "dirty": None}
     if not re.fullmatch(r"[0-9a-f]{40}", sha):
         raise ValueError(f"environment variable {ENV_COMMIT}={sha!r}: expected the full 40-hex-digit "
                          "commit that `git rev-parse HEAD` prints in the checkout this tree was copied from")
-    word = os.environ.get(ENV_DIRTY, "").strip().lower()
-    if word and word not in _BOOL_WORDS:
-        raise ValueError(f"environment variable {ENV_DIRTY}={word!r}: expected true or false (1 or 0)")
     return {"commit": sha, "dirty": _BOOL_WORDS.get(word), "source": ENV_COMMIT}
 
 

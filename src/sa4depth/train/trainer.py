@@ -267,8 +267,10 @@ def train(cfg: Config, out_dir: str | os.PathLike, resume: str = "auto", progres
     if resume not in ("auto", "never"):
         raise ValueError(f"resume={resume!r}: expected 'auto' or 'never'")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():  # every rank sees it: none is left waiting for the others
-        raise ValueError(f"{out}: is a file; the run's output folder goes there (pass another --out-dir)")
+    # every rank sees a file where the run's folder (or one above it) goes, so none waits for the others
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"{blocker}: is a file; the run's output folder {out} cannot go there (pass another --out-dir)")
     device = resolve_device(cfg.train.device)
     info = init_distributed(device.type)
     if info.enabled and device.type == "cuda":
@@ -421,10 +423,11 @@ class _Run:
 def _prepare_out_dir(cfg: Config, out: Path, resume: str, info: DistInfo) -> str:
     """Rank 0 creates and inspects the run directory (:func:`_inspect_out_dir`); the other ranks
     follow its answer. Returns ``fresh``, ``resume`` or ``done``."""
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     state, error = "fresh", None
     if info.is_main:
-        try:  # an error here reaches the other ranks (below) instead of leaving them waiting
-            out.mkdir(parents=True, exist_ok=True)
+        try:
             state = _inspect_out_dir(cfg, out, resume)
         except (ConfigError, ValueError, OSError) as e:
             error = e
@@ -529,7 +532,8 @@ def _record_code(run: _Run) -> None:
     from sa4depth.evaluate.provenance import git_info
 
     now = git_info()
-    if not run.code or {k: run.code[-1].get(k) for k in now} != now:
+    same = ("commit", "dirty")  # a copy stating the checkout's commit (``source``) is the same code
+    if not run.code or {k: run.code[-1].get(k) for k in same} != {k: now.get(k) for k in same}:
         run.code.append({"from_step": run.step, **now})
 
 
