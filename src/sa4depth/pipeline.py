@@ -335,7 +335,6 @@ def table_needs(spec: TableSpec, data: str, scale: str, seeds: Iterable[int],
     return out
 
 
-
 def prepare_workflow_config(config: dict[str, Any], schema: str | Path, check_files: bool = True) -> None:
     """Readies the DAG's config (``workflow/config.yaml`` + ``--config``) for Snakemake's schema check,
     in place, so that what a user typed reads as meant or fails in one line:
@@ -382,12 +381,14 @@ def prepare_workflow_config(config: dict[str, Any], schema: str | Path, check_fi
             v = obj[key]
             if isinstance(v, str) and "null" in types and v.strip().lower() in ("null", "none", "~", ""):
                 obj[key] = None
-            elif isinstance(v, str) and ("integer" in types or "number" in types) and "string" not in types:
-                try:
-                    obj[key] = int(v) if "integer" in types and re.fullmatch(r"[+-]?\d+", v.strip()) else (
-                        float(v) if "number" in types else v)
-                except ValueError:
-                    pass  # left as text: the schema check names it
+            elif isinstance(v, str) and "string" not in types:  # else left as text: the schema check names it
+                if "integer" in types and re.fullmatch(r"[+-]?\d+", v.strip()):
+                    obj[key] = int(v)
+                elif "number" in types:
+                    try:
+                        obj[key] = float(v)
+                    except ValueError:
+                        pass
             walk(obj[key], sub, f"{where}{key}.")
 
     walk(config, load_yaml(schema), "")

@@ -156,9 +156,9 @@ if [[ -n ${SA4DEPTH_GIT_COMMIT:-} ]]; then
     "$PY" - "$SA4DEPTH_GIT_COMMIT" "$WORK/main.started" <<'PYEOF' || fail "a run's done.json does not record the commit (above)"
 import json, pathlib, sys
 t0 = pathlib.Path(sys.argv[2]).stat().st_mtime
-done = sorted(p for p in pathlib.Path("runs").rglob("done.json") if p.stat().st_mtime >= t0)
-bad = [f"{p}: {json.loads(p.read_text()).get('git')}" for p in done
-       if (json.loads(p.read_text()).get("git") or {}).get("commit") != sys.argv[1]]
+done = {p: json.loads(p.read_text()).get("git") for p in sorted(pathlib.Path("runs").rglob("done.json"))
+        if p.stat().st_mtime >= t0}
+bad = [f"{p}: {git}" for p, git in done.items() if (git or {}).get("commit") != sys.argv[1]]
 print("\n".join(bad) or f"{len(done)} done.json record {sys.argv[1][:7]}", file=sys.stderr)
 sys.exit(1 if bad or not done else 0)
 PYEOF

@@ -27,7 +27,7 @@ __all__ = ["ENV_COMMIT", "ENV_DIRTY", "check_git_env", "git_info", "provenance",
 
 #: The commit of a copy of the code that has no ``.git`` (a tree staged to a cluster's scratch
 #: disk, an exported archive): 40 hex digits, as ``git rev-parse HEAD`` prints them. Read only where
-#: git finds no commit, so a checkout's own commit always wins.
+#: git reads no commit, so a checkout's own commit wins wherever git can read it.
 ENV_COMMIT = "SA4DEPTH_GIT_COMMIT"
 #: Whether that copy differed from the commit: ``true``/``false`` (``1``/``0``); unset: unknown.
 ENV_DIRTY = "SA4DEPTH_GIT_DIRTY"
