@@ -505,3 +505,36 @@ def test_monitor_and_montage_carry_the_caption(tmp_path, figdir, captured):
     assert "data: synthetic, scale: tiny, seeds: 0" in _texts(captured[-1])
     F.montage([("m", tmp_path / "mon.png")], tmp_path / "m.png", caption="data: x, scale: y, seeds: 0")
     assert "data: x, scale: y, seeds: 0" in _texts(captured[-1])
+
+
+def test_figures_name_their_layout_whatever_evo_has_set(tmp_path, monkeypatch):
+    """Importing evo's plot module turns on constrained layout for every later figure (rcParams);
+    each figure names its own layout, so it looks the same with or without evo imported and
+    matplotlib warns of no layout change."""
+    import warnings
+
+    import matplotlib
+
+    from sa4depth.report import figures as F
+
+    engines = []  # as each figure is drawn (saving with a tight bbox resets the engine after)
+    orig = F.save_figure
+
+    def save(fig, out, dpi=120):
+        engines.append(type(fig.get_layout_engine()).__name__ if fig.get_layout_engine() else None)
+        return orig(fig, out, dpi)
+
+    monkeypatch.setattr(F, "save_figure", save)
+    rng = np.random.default_rng(0)
+    steps = np.arange(0, 100, 10.0)
+    run = {"step": steps, "abs_rel": 0.5 - steps / 400}
+    t = np.linspace(0, 1, 6)
+    poses = np.tile(np.eye(4), (6, 1, 1))
+    poses[:, 0, 3], poses[:, 2, 3] = t, t ** 2
+    with matplotlib.rc_context({"figure.constrained_layout.use": True}), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        F.plot_scale_factors({"a": 1 + 0.1 * rng.normal(size=20)}, tmp_path / "f1.png")
+        F.plot_trajectories({"09": poses}, {"m": {"09": poses}}, tmp_path / "f6.png")
+        F.plot_monitor({"a": [run]}, tmp_path / "mon.png")
+        F.montage([("m", tmp_path / "mon.png")], tmp_path / "m.png")
+    assert engines == ["TightLayoutEngine"] * 3 + [None]

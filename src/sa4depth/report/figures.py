@@ -145,7 +145,8 @@ def plot_scale_factors(series: Mapping[str, Sequence[float]], out: str | os.Path
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
-    fig, (ax, axh) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 1.2]})
+    fig, (ax, axh) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 1.2]},
+                             layout="tight")
     normed = {}
     for label, vals in series.items():
         v = np.asarray(vals, dtype=np.float64)
@@ -172,7 +173,6 @@ def plot_scale_factors(series: Mapping[str, Sequence[float]], out: str | os.Path
     axh.set_title("histogram", fontsize=10)
     axh.yaxis.set_major_locator(MaxNLocator(integer=True))
     axh.legend(fontsize=7)
-    fig.tight_layout()
     _footer(fig, caption)
     return save_figure(fig, out)
 
@@ -190,7 +190,7 @@ def montage(panels: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathL
         imgs.append((label, plt.imread(str(p))))
     ncols = ncols or min(len(imgs), 4)
     nrows = math.ceil(len(imgs) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 4.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 4.2 * nrows), squeeze=False, layout="none")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (label, im) in zip(axes.ravel(), imgs):
@@ -292,7 +292,9 @@ def plot_trajectories(gts: Mapping[str, np.ndarray], estimates: Mapping[str, Map
     n = len(seqs)
     ncols = min(n, 2)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 5.0 * nrows + 0.5), squeeze=False,
+                             layout="tight")
+    fig.get_layout_engine().set(rect=(0, 0.05, 1, 1))  # room for the legend below
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     colours = ["tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
@@ -327,7 +329,6 @@ def plot_trajectories(gts: Mapping[str, np.ndarray], estimates: Mapping[str, Map
                bbox_to_anchor=(0.5, 0.0))
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
     _footer(fig, caption)
     return save_figure(fig, out)
 
@@ -353,7 +354,7 @@ def plot_qualitative(images: Sequence[np.ndarray], preds: Mapping[str, Sequence[
             raise ValueError(f"plot_qualitative: {k!r} has {len(v)} predictions for {n} images")
     plt = _plt()
     ncol = 1 + len(preds) + (1 if gts is not None else 0)
-    fig, axes = plt.subplots(n, ncol, figsize=(3.2 * ncol, 1.3 * n + 0.6), squeeze=False)
+    fig, axes = plt.subplots(n, ncol, figsize=(3.2 * ncol, 1.3 * n + 0.6), squeeze=False, layout="none")
     for i in range(n):
         axes[i, 0].imshow(np.clip(images[i], 0, 1))
         for j, (label, ps) in enumerate(preds.items(), start=1):
@@ -515,7 +516,7 @@ def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: 
     plt = _plt()
     ncols = 3
     nrows = -(-len(MONITOR_PANELS) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.8 * nrows), squeeze=False, layout="tight")
     axes = axes.ravel()
     for ax in axes[len(MONITOR_PANELS):]:
         ax.set_visible(False)
@@ -549,7 +550,6 @@ def plot_monitor(groups: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: 
             ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     _footer(fig, caption)
     return save_figure(fig, out)
 
@@ -592,7 +592,7 @@ def plot_ledger(ledger: Mapping, out: str | os.PathLike, title: str = "", captio
     plt = _plt()
     rows = ledger_rows(ledger)
     colour = {"supports": "tab:green", "opposes": "tab:red"}
-    fig, ax = plt.subplots(figsize=(12.0, 1.2 + 0.32 * max(1, len(rows))))
+    fig, ax = plt.subplots(figsize=(12.0, 1.2 + 0.32 * max(1, len(rows))), layout="tight")
     ys = list(range(len(rows)))[::-1]
     reach = max([abs(v) for r in rows for v in (r["x"], *(r["ci_family"] or ()), *(r["ci95"] or ()))] or [1.0])
     lim = min(reach, clip) * 1.05
@@ -628,6 +628,5 @@ def plot_ledger(ledger: Mapping, out: str | os.PathLike, title: str = "", captio
         ax.set_title(("" if not title else title + "\n") + f"pending: {', '.join(pending)}", fontsize=9)
     elif title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     _footer(fig, caption)
     return save_figure(fig, out, unique=unique)
