@@ -145,6 +145,17 @@ def test_a_key_of_a_component_that_is_off_leaves_the_hash_alone():
 
     assert config_diff(_comparable(older), _comparable(cfg)) == []
     assert config_diff(_comparable(m_older), _comparable(m)) == ["matcher.orb_patch"]
+    # `loss.pose_self_detach` came after runs were recorded too: at true (what every run before it did)
+    # it leaves the hash alone; the one experiment that sets it false hashes apart
+    s = P.experiment_config("sa4depth_md2_18", "synthetic", "tiny", 0, None, PARAMS)[0]
+    s_older = {**s, "loss": {k: v for k, v in s["loss"].items() if k != "pose_self_detach"}}
+    assert s["loss"]["pose_self_detach"] is True and P.config_hash(s) == P.config_hash(s_older)
+    u = P.experiment_config("md2_18_abl11_target_grad", "synthetic", "tiny", 0, None, PARAMS)[0]
+    r11 = P.experiment_config("md2_18_abl11_refined_pose_only_for_loss", "synthetic", "tiny", 0, None, PARAMS)[0]
+    assert u["loss"]["pose_self_detach"] is False and u == {**r11, "loss": {**r11["loss"], "pose_self_detach": False}}
+    assert P.config_hash(u) != P.config_hash(r11)
+    assert config_diff(_comparable(s_older), _comparable(s)) == []
+    assert config_diff(_comparable(r11), _comparable(u)) == ["loss.pose_self_detach"]
 
 
 def test_weights_become_overrides(tmp_path):

@@ -494,16 +494,27 @@ def experiments_file(table_file: str | os.PathLike) -> Path:
 #: added after runs were recorded, which change nothing where their component is off, so that adding
 #: them keeps those runs' hashes and lets them resume
 ONLY_WHEN_ON = {("matcher", "orb_patch"): ("matcher", "enabled")}
+#: keys that count in a run's identity only where they differ from the given value: keys added after
+#: runs were recorded whose value there is what every run before them did
+ONLY_WHEN_NOT = {("loss", "pose_self_detach"): True}
 
 
 def without_inactive_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A config dict (sections of plain dicts) without the :data:`ONLY_WHEN_ON` keys of components
-    that are off; the input is not changed."""
+    that are off and the :data:`ONLY_WHEN_NOT` keys at their given value; the input is not changed."""
     c = dict(cfg)
+
+    def drop(sec: str, key: str) -> None:
+        c[sec] = {k: v for k, v in c[sec].items() if k != key}
+
     for (sec, key), (on_sec, on_key) in ONLY_WHEN_ON.items():
         section = c.get(sec)
         if isinstance(section, Mapping) and key in section and not (c.get(on_sec) or {}).get(on_key):
-            c[sec] = {k: v for k, v in section.items() if k != key}
+            drop(sec, key)
+    for (sec, key), value in ONLY_WHEN_NOT.items():
+        section = c.get(sec)
+        if isinstance(section, Mapping) and key in section and section[key] == value:
+            drop(sec, key)
     return c
 
 

@@ -188,13 +188,15 @@ def rotation_angle(R: torch.Tensor) -> torch.Tensor:
     return torch.atan2(w.norm(dim=-1), cos_t)
 
 
-def pose_consistency_loss(T_pred: torch.Tensor, T_ref: torch.Tensor, rot_weight: float = 1.0) -> torch.Tensor:
+def pose_consistency_loss(T_pred: torch.Tensor, T_ref: torch.Tensor, rot_weight: float = 1.0,
+                          detach_ref: bool = True) -> torch.Tensor:
     """Pose self-supervision (SA4Depth Eq. 15): the pose-net estimate ``T_pred`` is pulled to the
-    refined pose ``T_ref`` (detached here):
+    refined pose ``T_ref`` (detached here unless ``detach_ref`` is false; then the loss pulls both):
     ``mean_b ||t_pred - t_ref||_2 + rot_weight * angle(R_pred^T R_ref)``. Shapes ``(B, 4, 4)``."""
     if T_pred.shape != T_ref.shape or T_pred.shape[-2:] != (4, 4):
         raise ValueError(f"pose_consistency_loss: expected two (B,4,4), got {tuple(T_pred.shape)}, {tuple(T_ref.shape)}")
-    T_ref = T_ref.detach()
+    if detach_ref:
+        T_ref = T_ref.detach()
     t_err = (T_pred[..., :3, 3] - T_ref[..., :3, 3]).norm(dim=-1)
     r_err = rotation_angle(T_pred[..., :3, :3].transpose(-1, -2) @ T_ref[..., :3, :3])
     return (t_err + rot_weight * r_err).mean()

@@ -299,7 +299,8 @@ def experiment_config(exp: str, data: str, scale: str, seed: int, weights: Mappi
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """sha256 (16 hex) of a resolved config without ``meta`` (and without the keys of
-    :data:`sa4depth.config.ONLY_WHEN_ON` whose component is off): the Snakemake ``params`` rerun trigger."""
+    :data:`sa4depth.config.ONLY_WHEN_ON` whose component is off, and of ``ONLY_WHEN_NOT`` at their given
+    value): the Snakemake ``params`` rerun trigger."""
     from sa4depth.config import without_inactive_keys
 
     c = without_inactive_keys({k: v for k, v in cfg.items() if k != "meta"})

@@ -30,7 +30,8 @@ Poses (``T_{f<-0}``, maps frame-0 camera points into frame f, docs/DATA_LAYOUTS.
   predicted frame-0 depth starting from the pose-net pose (``refine.init posenet``) or from
   identity (``coarse``, no pose net); the refined pose is used for warping when
   ``refine.use_for_warp`` (row 11 uses it only to supervise the pose net); pose self-supervision
-  ``loss.pose_self_sup * pose_consistency_loss(T_net, T_refined.detach())`` (Eq. 15), velocity loss
+  ``loss.pose_self_sup * pose_consistency_loss(T_net, T_refined.detach())`` (Eq. 15; with
+  ``loss.pose_self_detach`` false the target is not detached and Eq. 15 also trains the refinement), velocity loss
   ``loss.velocity`` on the refined translation (Eq. 16); total as Eq. 17.
 * Matcher rows (``cfg.matcher.enabled``, Table VI rows 7-9): the refinement stage is the OpenCV
   matcher (:func:`sa4depth.refine.matcher.estimate_pose`) instead of feature-metric LM; without
@@ -239,7 +240,8 @@ class SelfSupModel(nn.Module):
             if cfg.refine.use_for_warp or T_net is None:
                 T_warp = T_ref
             if T_net is not None and lc.pose_self_sup > 0:
-                l_ps = torch.stack([pose_consistency_loss(T_net[f], T_ref[f].detach(), lc.pose_rot_weight)
+                l_ps = torch.stack([pose_consistency_loss(T_net[f], T_ref[f], lc.pose_rot_weight,
+                                                          detach_ref=lc.pose_self_detach)
                                     for f in self.sources]).mean()
                 logs["pose_self"] = l_ps.detach()
                 extra = extra + lc.pose_self_sup * l_ps
