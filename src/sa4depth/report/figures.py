@@ -146,7 +146,7 @@ def plot_scale_factors(series: Mapping[str, Sequence[float]], out: str | os.Path
 
     plt = _plt()
     fig, (ax, axh) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 1.2]},
-                             layout="tight")
+                                 layout="tight")
     normed = {}
     for label, vals in series.items():
         v = np.asarray(vals, dtype=np.float64)
